@@ -1,0 +1,46 @@
+# The virtual environment lives in .venv/ and is (re)built when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv run test test-fast lint typecheck format bench system-deps clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start combo mode on 127.0.0.1:6060 (API) and :8089 (introspection), with an embedded PostgreSQL.
+run: $(STAMP)
+	$(BIN)/clair serve --mode combo --embedded-db
+
+## System tools the tests need (PostgreSQL server, dpkg, ...); installed when running as root with apt.
+system-deps:
+	@$(BIN)/python -m clair_common.devtools.sysdeps 2>/dev/null || $(PYTHON) libs/clair_common/devtools/sysdeps.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -q -m "not slow"
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" -x
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .clair .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The indexer service: fetch layers, scan them, coalesce an IndexReport."""

@@ -1,0 +1,1 @@
+"""The matcher service: vulnerability feeds and vulnerability reports."""

@@ -1,0 +1,1 @@
+"""The notifier service: notifications about newly affected manifests."""
