@@ -18,7 +18,9 @@ venv: $(STAMP)
 
 ## Start combo mode on 127.0.0.1:6060 (API) and :8089 (introspection), with an embedded PostgreSQL.
 run: $(STAMP)
-	$(BIN)/clair serve --mode combo --embedded-db
+	CLAIR_HTTP_LISTEN_ADDR=$${CLAIR_HTTP_LISTEN_ADDR:-127.0.0.1:6060} \
+	CLAIR_INTROSPECTION_ADDR=$${CLAIR_INTROSPECTION_ADDR:-127.0.0.1:8089} \
+	$(BIN)/clair serve --mode combo --embedded-db .clair $(if $(CONFIG),--config $(CONFIG))
 
 ## System tools the tests need (PostgreSQL server, dpkg, ...); installed when running as root with apt.
 system-deps:

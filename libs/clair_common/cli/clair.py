@@ -1,0 +1,71 @@
+"""`clair`: run the services.
+
+    clair serve [--mode combo|indexer|matcher|notifier] [--config FILE] [--embedded-db DIR]
+
+Clair's own spelling works too: `clair -mode indexer -conf config.yaml`, and `CLAIR_MODE` /
+`CLAIR_CONF`. Unlike Clair, the mode defaults to combo and the config file is optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clair_common.server import MODES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clair", description="Clair v4 container scanner")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
+    parser.add_argument(
+        "--mode", "-mode", type=str.lower, default=os.environ.get("CLAIR_MODE", "combo").lower()
+    )
+    parser.add_argument(
+        "--config", "--conf", "-conf", dest="config", default=os.environ.get("CLAIR_CONF") or None
+    )
+    parser.add_argument(
+        "--embedded-db",
+        type=Path,
+        default=None,
+        help="start a private PostgreSQL in DIR when no connstring or PG* variable is set",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from clair_common.config import ConfigError, default_config, load_config, validate_for_mode
+    from clair_common.server import ServeOptions, run
+    from clair_common.telemetry import setup_logging, setup_tracing
+
+    args = _parser().parse_args(argv)
+    if args.mode not in MODES:
+        print(
+            f"clair: unknown mode {args.mode!r} (want one of {', '.join(MODES)})", file=sys.stderr
+        )
+        return 2
+    try:
+        config = load_config(args.config, os.environ) if args.config else default_config(os.environ)
+        validate_for_mode(config, args.mode, args.config or "environment")
+    except ConfigError as err:
+        print(f"clair: {err}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    setup_tracing(config.trace, config.log_level, args.mode)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(ServeOptions(args.mode, config, args.embedded_db)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

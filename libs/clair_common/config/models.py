@@ -1,0 +1,255 @@
+"""Clair v4's config schema (`clair/config/*.go`) with Clair's defaults applied on validation.
+
+Defaults are applied regardless of mode (Clair applies them per mode; the values are the same),
+so a validated `Config` never needs a second look at "zero means default".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from clair_common.config.base import TLS, ConfigModel, check_host_port, config_problem
+from clair_common.config.duration import GoDuration
+from clair_common.config.notifier import Notifier
+from clair_common.config.telemetry import Metrics, Trace
+
+__all__ = [
+    "DEFAULT_HTTP_LISTEN_ADDR",
+    "DEFAULT_INTROSPECTION_ADDR",
+    "DEFAULT_MATCHER_PERIOD",
+    "DEFAULT_UPDATER_SETS",
+    "DEFAULT_UPDATE_RETENTION",
+    "PSK",
+    "UNLIMITED",
+    "Auth",
+    "Config",
+    "Indexer",
+    "LogLevel",
+    "Matcher",
+    "Matchers",
+    "ScannerConfig",
+    "SharedConfig",
+    "Updaters",
+]
+
+DEFAULT_HTTP_LISTEN_ADDR = ":6060"
+DEFAULT_INTROSPECTION_ADDR = ":8089"
+DEFAULT_MATCHER_PERIOD = timedelta(hours=6)
+DEFAULT_UPDATE_RETENTION = 10
+DEFAULT_LAYER_SCAN_CONCURRENCY = 10
+DEFAULT_SCANLOCK_RETRY = 1
+DEFAULT_UPDATER_SETS: tuple[str, ...] = (
+    "alpine",
+    "aws",
+    "clair.cvss",
+    "debian",
+    "oracle",
+    "osv",
+    "photon",
+    "rhel-vex",
+    "suse",
+    "ubuntu",
+)
+UNLIMITED = -1
+"""`indexer.index_report_request_concurrency` after validation: no limit on in-flight requests."""
+
+LogLevel = Literal["info", "debug-color", "debug", "warn", "error", "fatal", "panic"]
+
+
+def _usable_cpus() -> int:
+    # Go's GOMAXPROCS defaults to the CPUs this process may run on.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+class ScannerConfig(ConfigModel):
+    """Per-scanner options, passed verbatim to the named scanner's `configure`."""
+
+    package: dict[str, Any] = Field(default_factory=dict)
+    dist: dict[str, Any] = Field(default_factory=dict)
+    repo: dict[str, Any] = Field(default_factory=dict)
+
+
+class Indexer(ConfigModel):
+    # libpq DSN or URL; "" means libpq PG* environment (see `resolve_connstring`).
+    connstring: str = ""
+    # Seconds between scan-lock polls; kept for compatibility, effectively unused.
+    scanlock_retry: int = DEFAULT_SCANLOCK_RETRY
+    layer_scan_concurrency: int = DEFAULT_LAYER_SCAN_CONCURRENCY
+    # 0 becomes usable CPUs x 4; a negative value becomes UNLIMITED (-1).
+    index_report_request_concurrency: int = 0
+    migrations: bool = False
+    # Outbound connections only to loopback/private addresses.
+    airgap: bool = False
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+
+    @model_validator(mode="after")
+    def _apply_defaults(self) -> Indexer:
+        if self.scanlock_retry < 1:
+            self.scanlock_retry = DEFAULT_SCANLOCK_RETRY
+        if self.layer_scan_concurrency < 1:
+            self.layer_scan_concurrency = DEFAULT_LAYER_SCAN_CONCURRENCY
+        if self.index_report_request_concurrency == 0:
+            self.index_report_request_concurrency = _usable_cpus() * 4
+        elif self.index_report_request_concurrency < 0:
+            self.index_report_request_concurrency = UNLIMITED
+        return self
+
+    @property
+    def index_report_request_limit(self) -> int | None:
+        """Maximum concurrent index requests, or None for no limit."""
+        limit = self.index_report_request_concurrency
+        return None if limit < 0 else limit
+
+
+class Matcher(ConfigModel):
+    connstring: str = ""
+    # Remote indexer URL; required in matcher mode, ignored in combo mode.
+    indexer_addr: str = ""
+    # How often updaters run; anything under a minute becomes the default.
+    period: GoDuration = DEFAULT_MATCHER_PERIOD
+    # Update operations kept per updater; 0 after validation means GC is off.
+    update_retention: int = DEFAULT_UPDATE_RETENTION
+    # Deprecated and ignored: set pool_max_conns in the connstring.
+    max_conn_pool: int = 0
+    # Cache-Control max-age for vulnerability reports; zero means "same as period".
+    cache_age: GoDuration = timedelta(0)
+    migrations: bool = False
+    disable_updaters: bool = False
+    disable_enrichment: bool = False
+
+    @model_validator(mode="after")
+    def _apply_defaults(self) -> Matcher:
+        if self.period < timedelta(minutes=1):
+            self.period = DEFAULT_MATCHER_PERIOD
+        if self.update_retention < 0:
+            self.update_retention = 0
+        elif self.update_retention < 2:
+            # Two are needed to diff; Clair turns 0 and 1 into the default.
+            self.update_retention = DEFAULT_UPDATE_RETENTION
+        if self.cache_age <= timedelta(0):
+            self.cache_age = self.period
+        return self
+
+
+class Matchers(ConfigModel):
+    # None means every registered matcher.
+    names: list[str] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Updaters(ConfigModel):
+    # Absent means all default sets; an explicit empty list runs no updaters.
+    sets: list[str] = Field(default_factory=lambda: list(DEFAULT_UPDATER_SETS))
+    # Keyed by set name (configures the factory) or updater name (configures the updater).
+    config: dict[str, Any] = Field(default_factory=dict)
+    # Parsed for compatibility; unused.
+    filter: str = ""
+
+
+class PSK(ConfigModel):
+    """Pre-shared HS256 key for service-to-service JWTs; `key` is standard base64."""
+
+    key: str
+    iss: list[str] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _decodes(cls, value: str) -> str:
+        if not _decode_key(value):
+            raise config_problem("key is empty")
+        return value
+
+    @property
+    def key_bytes(self) -> bytes:
+        """The decoded secret used to sign and verify tokens."""
+        return _decode_key(self.key)
+
+
+def _decode_key(text: str) -> bytes:
+    # Go's StdEncoding: padding required, embedded CR/LF ignored.
+    cleaned = text.replace("\r", "").replace("\n", "")
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError):
+        raise config_problem("key is not valid base64") from None
+
+
+class Auth(ConfigModel):
+    psk: PSK | None = None
+    # Removed from Clair; present only to explain the error.
+    keyserver: Any = None
+
+    @field_validator("keyserver")
+    @classmethod
+    def _removed(cls, value: Any) -> Any:
+        raise config_problem("removed: keyserver authentication is no longer supported; use psk")
+
+
+def _listen_addr(value: Any, default: str) -> Any:
+    return default if value == "" else value
+
+
+class SharedConfig(ConfigModel):
+    """The keys every service reads, whatever its mode."""
+
+    http_listen_addr: str = DEFAULT_HTTP_LISTEN_ADDR
+    introspection_addr: str = DEFAULT_INTROSPECTION_ADDR
+    log_level: LogLevel = "info"
+    tls: TLS | None = None
+    auth: Auth = Field(default_factory=Auth)
+    trace: Trace = Field(default_factory=Trace)
+    metrics: Metrics = Field(default_factory=Metrics)
+
+    @field_validator("http_listen_addr", mode="before")
+    @classmethod
+    def _default_http(cls, value: Any) -> Any:
+        return _listen_addr(value, DEFAULT_HTTP_LISTEN_ADDR)
+
+    @field_validator("introspection_addr", mode="before")
+    @classmethod
+    def _default_introspection(cls, value: Any) -> Any:
+        return _listen_addr(value, DEFAULT_INTROSPECTION_ADDR)
+
+    @field_validator("http_listen_addr", "introspection_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return check_host_port(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        # Clair matches levels case-insensitively; unset is info.
+        if isinstance(value, str):
+            return value.lower() or "info"
+        return value
+
+
+class Config(SharedConfig):
+    """A whole Clair config file."""
+
+    indexer: Indexer = Field(default_factory=Indexer)
+    matcher: Matcher = Field(default_factory=Matcher)
+    matchers: Matchers = Field(default_factory=Matchers)
+    updaters: Updaters = Field(default_factory=Updaters)
+    notifier: Notifier = Field(default_factory=Notifier)
+
+    @model_validator(mode="after")
+    def _cross_section_defaults(self) -> Config:
+        if self.matcher.disable_updaters:
+            self.updaters.sets = []
+        return self
+
+    @property
+    def shared(self) -> SharedConfig:
+        """The shared keys alone (already validated, so not re-checked)."""
+        return SharedConfig.model_construct(
+            **{name: getattr(self, name) for name in SharedConfig.model_fields}
+        )

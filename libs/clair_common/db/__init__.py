@@ -1,0 +1,1 @@
+"""PostgreSQL access shared by the services: pools, migrations, advisory locks."""

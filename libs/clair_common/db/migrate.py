@@ -1,0 +1,79 @@
+"""Per-service schema migrations: SQL files shipped in the package, applied in order.
+
+Each service owns a schema and a `<schema>.migrations` table. The runner holds an advisory
+lock on a dedicated connection so two replicas never migrate at once, and applies each file in
+its own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from clair_common.db.locks import lock_key
+
+log = logging.getLogger("clair.db.migrate")
+_NAME_RE = re.compile(r"^(\d+)_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """Migrations in `<package>/migrations/NNN_name.sql`, ordered by number."""
+    found = []
+    for entry in resources.files(package).joinpath("migrations").iterdir():
+        match = _NAME_RE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"{package}: duplicate migration numbers {versions}")
+    return found
+
+
+async def migrate(dsn: str | None, schema: str, package: str) -> list[int]:
+    """Applies pending migrations; returns the versions applied now."""
+    migrations = load_migrations(package)
+    conn = await asyncpg.connect(dsn or None, server_settings={"application_name": "clair-migrate"})
+    applied_now: list[int] = []
+    key = lock_key(f"migrations:{schema}")
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".migrations ('
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {
+                r["version"] for r in await conn.fetch(f'SELECT version FROM "{schema}".migrations')
+            }
+            for m in migrations:
+                if m.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".migrations (version, name) VALUES ($1, $2)',
+                        m.version,
+                        m.name,
+                    )
+                log.info("applied migration %s/%03d_%s", schema, m.version, m.name)
+                applied_now.append(m.version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await conn.close()
+    return applied_now

@@ -1,0 +1,1 @@
+"""HTTP layer shared by the services: app factory, middleware, errors, introspection."""

@@ -1,0 +1,53 @@
+"""How `clair serve` starts services without importing them.
+
+Each service package registers a starter under the `clair.services` entry-point group; the
+starter receives a ServiceContext and returns a Service: its routes, any middleware it needs on
+the shared app, the object other services call (combo mode), and how to stop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from starlette.middleware import Middleware
+
+from clair_common.clients import Indexer, Matcher
+from clair_common.http.routes import Operation
+
+SERVICE_ORDER = ("indexer", "matcher", "notifier")
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    config: Any  # clair_common.config.Config; a service reads its own section and the shared keys
+    dsn: str | None  # resolved connstring for this service ("" or None: libpq environment)
+    migrations: bool
+    indexer: Indexer | None = None  # peers: local objects in combo mode, HTTP clients otherwise
+    matcher: Matcher | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Service(Protocol):
+    name: str
+    operations: Sequence[Operation]
+    middleware: Sequence[Middleware]
+    api: Any  # the object satisfying this service's Protocol in clair_common.clients
+
+    async def ready(self) -> None:
+        """Called once the API listener is about to serve (start background loops here)."""
+
+    async def close(self) -> None: ...
+
+
+Starter = Callable[[ServiceContext], Awaitable[Service]]
+
+
+def load_starter(name: str) -> Starter:
+    for ep in entry_points(group="clair.services"):
+        if ep.name == name:
+            starter: Starter = ep.load()
+            return starter
+    raise RuntimeError(f"service {name!r} is not installed (no clair.services entry point)")

@@ -1,0 +1,218 @@
+"""`clair serve`: start the services of a mode, the API listener and the introspection listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from clair_common.clients import Indexer, Matcher
+from clair_common.http.app import build_api_app
+from clair_common.http.introspection import Readiness, build_introspection_app
+from clair_common.runtime import SERVICE_ORDER, Service, ServiceContext, load_starter
+
+log = logging.getLogger("clair.server")
+
+MODES = ("combo", "indexer", "matcher", "notifier")
+
+
+@dataclass(slots=True)
+class ServeOptions:
+    mode: str
+    config: Any  # clair_common.config.Config
+    embedded_db: Path | None = None
+
+
+def _bind(addr: str) -> str:
+    """Go's ":6060" means every interface."""
+    return f"0.0.0.0{addr}" if addr.startswith(":") else addr
+
+
+def _hypercorn_config(addr: str, tls: Any = None) -> HypercornConfig:
+    cfg = HypercornConfig()
+    cfg.bind = [_bind(addr)]
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("hypercorn.error")
+    cfg.graceful_timeout = 10
+    cfg.keep_alive_timeout = 75
+    if tls is not None and tls.cert:
+        cfg.certfile = tls.cert
+        cfg.keyfile = tls.key
+    return cfg
+
+
+async def _listen(app: Any, addr: str, stop: asyncio.Event, tls: Any = None) -> None:
+    # Hypercorn's ASGIFramework type is narrower than Starlette's signature.
+    await serve(app, _hypercorn_config(addr, tls), shutdown_trigger=stop.wait)
+
+
+def services_for(mode: str, config: Any) -> list[str]:
+    if mode != "combo":
+        return [mode]
+    names = ["indexer", "matcher"]
+    notifier = config.notifier
+    if notifier.webhook or notifier.amqp or notifier.stomp:
+        names.append("notifier")
+    else:
+        log.info("no notifier delivery mechanism configured: notifier disabled")
+    return names
+
+
+async def start_services(
+    mode: str, config: Any, dsns: dict[str, str | None], migrations: dict[str, bool]
+) -> list[Service]:
+    """Start each service of the mode in dependency order, wiring peers."""
+    from clair_common.remote import RemoteIndexer, RemoteMatcher
+
+    started: list[Service] = []
+    local: dict[str, Any] = {}
+    psk = config.auth.psk.key_bytes if config.auth.psk else None
+    wanted = services_for(mode, config)
+    for name in SERVICE_ORDER:
+        if name not in wanted:
+            continue
+        indexer: Indexer | None = local.get("indexer")
+        matcher: Matcher | None = local.get("matcher")
+        if name == "matcher" and indexer is None:
+            indexer = RemoteIndexer(config.matcher.indexer_addr, psk)
+        if name == "notifier":
+            indexer = indexer or RemoteIndexer(config.notifier.indexer_addr, psk)
+            matcher = matcher or RemoteMatcher(config.notifier.matcher_addr, psk)
+        ctx = ServiceContext(
+            config=config,
+            dsn=dsns.get(name),
+            migrations=migrations.get(name, False),
+            indexer=indexer,
+            matcher=matcher,
+        )
+        try:
+            service = await load_starter(name)(ctx)
+        except BaseException:
+            for s in reversed(started):
+                await s.close()
+            raise
+        started.append(service)
+        local[name] = service.api
+    return started
+
+
+async def run(opts: ServeOptions) -> None:
+    config = opts.config
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    readiness = Readiness()
+    async with AsyncExitStack() as stack:
+        metrics_path = config.metrics.prometheus_path or "/metrics"
+        introspection = build_introspection_app(readiness, metrics_path=metrics_path)
+        intro_task = asyncio.create_task(_listen(introspection, config.introspection_addr, stop))
+        dsns, migrations = await _resolve_databases(opts, stack)
+        services = await start_services(opts.mode, config, dsns, migrations)
+        stack.push_async_callback(_close_all, services)
+
+        operations = [op for s in services for op in s.operations]
+        middleware = [m for s in services for m in s.middleware]
+        psk = config.auth.psk
+        app = build_api_app(
+            operations,
+            psk_key=psk.key_bytes if psk else None,
+            psk_issuers=psk.iss if psk else (),
+            extra_middleware=middleware,
+        )
+        api_task = asyncio.create_task(_listen(app, config.http_listen_addr, stop, config.tls))
+        for s in services:
+            await s.ready()
+        readiness.ready = True
+        _announce(opts, metrics_path)
+        done, _ = await asyncio.wait(
+            {api_task, intro_task, asyncio.create_task(_wait(stop))},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop.set()
+        readiness.ready = False
+        for task in (api_task, intro_task):
+            try:
+                await task
+            except Exception:
+                log.exception("listener failed")
+        for task in done:
+            if task in (api_task, intro_task) and task.exception():
+                raise RuntimeError("a listener stopped unexpectedly") from task.exception()
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+def _url(addr: str) -> str:
+    host, _, port = addr.rpartition(":")
+    return f"http://{host if host and host not in ('0.0.0.0', '[::]') else 'localhost'}:{port}"
+
+
+def _announce(opts: ServeOptions, metrics_path: str) -> None:
+    config = opts.config
+    lines = [
+        f"clair {opts.mode} mode is serving",
+        f"  API:      {_url(config.http_listen_addr)}/indexer/api/v1/index_state",
+        f"  metrics:  {_url(config.introspection_addr)}{metrics_path}",
+        f"  health:   {_url(config.introspection_addr)}/readyz",
+    ]
+    if opts.embedded_db is not None:
+        lines.append(f"  data:     {opts.embedded_db.resolve() / 'postgres'} (embedded PostgreSQL)")
+    print("\n".join(lines), flush=True)
+
+
+async def _close_all(services: Sequence[Service]) -> None:
+    for s in reversed(services):
+        try:
+            await s.close()
+        except Exception:
+            log.exception("closing %s", s.name)
+
+
+async def _resolve_databases(
+    opts: ServeOptions, stack: AsyncExitStack
+) -> tuple[dict[str, str | None], dict[str, bool]]:
+    """Connstring precedence: config value; else libpq's PG* environment; else the embedded DB."""
+    import os
+
+    from clair_common.config import resolve_connstring
+
+    config = opts.config
+    dsns: dict[str, str | None] = {}
+    migrations: dict[str, bool] = {}
+    embedded_dsn: str | None = None
+    for name in SERVICE_ORDER:
+        section = getattr(config, name)
+        dsn = resolve_connstring(section.connstring, os.environ)
+        migrate = bool(section.migrations)
+        if dsn is None and opts.embedded_db is not None:
+            if embedded_dsn is None:
+                embedded_dsn = await _start_embedded(opts.embedded_db, stack)
+            dsn, migrate = embedded_dsn, True
+        dsns[name] = dsn
+        migrations[name] = migrate
+    return dsns, migrations
+
+
+async def _start_embedded(data_dir: Path, stack: AsyncExitStack) -> str:
+    data_dir = await asyncio.to_thread(data_dir.absolute)
+    from clair_common.embedded_pg import EmbeddedPostgres, dsn_with_database, ensure_database
+
+    pg = EmbeddedPostgres(data_dir / "postgres", port=None)
+    dsn_root = await asyncio.to_thread(pg.start)
+    stack.callback(pg.stop)
+    await ensure_database(dsn_root, "clair")
+    dsn = dsn_with_database(dsn_root, "clair")
+    log.info("embedded PostgreSQL: data in %s, %s", data_dir / "postgres", dsn)
+    return dsn

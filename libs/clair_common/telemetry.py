@@ -1,0 +1,72 @@
+"""Logging and OpenTelemetry tracing set-up from the `log_level` and `trace` config keys."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+
+log = logging.getLogger("clair")
+
+_LEVELS = {
+    "debug-color": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=_LEVELS.get(level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # Per-request lines are debug detail for us; Clair logs them at info, but at thousands
+    # of requests a second they drown everything else.
+    if level not in ("debug", "debug-color"):
+        logging.getLogger("clair.http").setLevel(logging.WARNING)
+
+
+def setup_tracing(trace_cfg: Any, log_level: str, mode: str) -> None:
+    """Clair's sampler rules: always with debug logging, else parent-based ratio, else off."""
+    name = getattr(trace_cfg, "name", "") or ""
+    if not name or name == "sentry":
+        return
+    exporter: SpanExporter
+    if name == "stdout":
+        exporter = ConsoleSpanExporter()
+    else:
+        if name == "jaeger":
+            log.warning("trace.name jaeger is deprecated; exporting with OTLP instead")
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        http = getattr(getattr(trace_cfg, "otlp", None), "http", None)
+        endpoint = getattr(http, "endpoint", "") or None
+        if endpoint and "://" not in endpoint:
+            scheme = "http" if getattr(http, "insecure", False) else "https"
+            endpoint = f"{scheme}://{endpoint}{getattr(http, 'url_path', '') or '/v1/traces'}"
+        exporter = OTLPSpanExporter(endpoint=endpoint)
+    sampler: Sampler
+    probability = getattr(trace_cfg, "probability", None)
+    if log_level in ("debug", "debug-color"):
+        sampler = ALWAYS_ON
+    elif probability is not None:
+        sampler = ParentBased(TraceIdRatioBased(probability))
+    else:
+        return
+    provider = TracerProvider(
+        sampler=sampler, resource=Resource.create({"service.name": f"clairv4/{mode}"})
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)

@@ -1,0 +1,79 @@
+"""Starts the indexer service for `clair serve` (entry point `clair.services: indexer`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.middleware import Middleware
+
+from clair_common.db.locks import AdvisoryLocks
+from clair_common.db.migrate import migrate
+from clair_common.db.pool import create_pool
+from clair_common.http.limit import ConcurrencyLimitMiddleware
+from clair_common.http.routes import Operation
+from clair_common.runtime import ServiceContext
+from clair_indexer.app import build_operations, limited
+from clair_indexer.fetch import LayerFetcher
+from clair_indexer.scanners import default_scanners
+from clair_indexer.service import IndexerService
+from clair_indexer.store import IndexerStore
+
+SCHEMA = "indexer"
+
+
+@dataclass(slots=True)
+class RunningIndexer:
+    api: IndexerService
+    operations: Sequence[Operation]
+    middleware: Sequence[Middleware]
+    resources: list[Any] = field(default_factory=list)
+    name: str = "indexer"
+
+    async def ready(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for res in reversed(self.resources):
+            await res.close()
+
+
+def _cache_dir(cfg: Any) -> Path:
+    configured = os.environ.get("CLAIR_LAYER_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("TMPDIR", "/tmp")) / "clair-layers"
+
+
+async def start(ctx: ServiceContext) -> RunningIndexer:
+    cfg = ctx.config.indexer
+    if ctx.migrations:
+        await migrate(ctx.dsn, SCHEMA, "clair_indexer")
+    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libindex")
+    locks = AdvisoryLocks(ctx.dsn)
+    fetcher = LayerFetcher(_cache_dir(cfg), max_cache_bytes=10 << 30, airgap=bool(cfg.airgap))
+    service = IndexerService(
+        IndexerStore(pool),
+        locks,
+        fetcher,
+        default_scanners(),
+        layer_scan_concurrency=cfg.layer_scan_concurrency,
+    )
+    await service.start()
+    limit = cfg.index_report_request_concurrency
+    middleware = [
+        Middleware(
+            ConcurrencyLimitMiddleware,
+            limit=limit if limit and limit > 0 else None,
+            applies=limited,
+        )
+    ]
+    return RunningIndexer(
+        api=service,
+        operations=build_operations(service),
+        middleware=middleware,
+        resources=[pool, locks, fetcher],
+    )

@@ -1,0 +1,218 @@
+"""The indexer: Manifest in, IndexReport out (clair-api.md 5), satisfying clients.Indexer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from clair_common.db.locks import AdvisoryLocks
+from clair_common.models import (
+    AffectedManifests,
+    IndexReport,
+    IndexState,
+    Layer,
+    Manifest,
+    Vulnerability,
+)
+from clair_indexer.affected import affected_manifests
+from clair_indexer.coalesce import CoalescedLayer, coalesce
+from clair_indexer.fetch import FetchError, LayerFetcher
+from clair_indexer.layer import LayerFormatError, read_layer
+from clair_indexer.scanners import Scanner, detector
+from clair_indexer.store import IndexerStore, ScannerRow, ScanOutput
+
+log = logging.getLogger("clair.indexer")
+
+# The whiteout bookkeeping is versioned like a scanner so a change re-scans layers.
+WHITEOUT_SCANNER = ScannerRow("whiteout", "1", "file")
+
+
+class IndexFailed(Exception):
+    """Indexing ended in an IndexError report; `client_error` marks bad input (HTTP 400)."""
+
+    def __init__(self, message: str, client_error: bool) -> None:
+        super().__init__(message)
+        self.client_error = client_error
+
+
+def index_state(scanners: Sequence[ScannerRow]) -> str:
+    """Clair's state: changes exactly when the scanner set or a scanner version changes."""
+    h = hashlib.md5(b"libindex number: 2\n", usedforsecurity=False)
+    for s in sorted(scanners, key=lambda s: (s.name, s.version, s.kind)):
+        h.update(f"{s.name}{s.version}{s.kind}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class _Registered:
+    scanner: Scanner | None
+    row: ScannerRow
+    id: int
+
+
+class IndexerService:
+    def __init__(
+        self,
+        store: IndexerStore,
+        locks: AdvisoryLocks,
+        fetcher: LayerFetcher,
+        scanners: Sequence[Scanner],
+        *,
+        layer_scan_concurrency: int = 10,
+    ) -> None:
+        self.store = store
+        self.locks = locks
+        self.fetcher = fetcher
+        self.scanners = list(scanners)
+        self._rows = [ScannerRow(s.name, s.version, s.kind) for s in self.scanners]
+        self._state = index_state([*self._rows, WHITEOUT_SCANNER])
+        self._registered: list[_Registered] = []
+        self._scan_slots = asyncio.Semaphore(max(1, layer_scan_concurrency))
+
+    async def start(self) -> None:
+        ids = await self.store.register_scanners([*self._rows, WHITEOUT_SCANNER])
+        self._registered = [
+            _Registered(s, row, i)
+            for s, row, i in zip(
+                [*self.scanners, None], [*self._rows, WHITEOUT_SCANNER], ids, strict=True
+            )
+        ]
+
+    @property
+    def _scanner_ids(self) -> list[int]:
+        return [r.id for r in self._registered]
+
+    async def state(self) -> str:
+        return self._state
+
+    async def index_report(self, digest: str) -> IndexReport | None:
+        raw = await self.store.report_json(digest)
+        return IndexReport.from_json(orjson.loads(raw)) if raw is not None else None
+
+    async def index_report_json(self, digest: str) -> bytes | None:
+        return await self.store.report_json(digest)
+
+    async def index(self, manifest: Manifest) -> IndexReport:
+        return IndexReport.from_json(orjson.loads(await self.index_json(manifest)))
+
+    async def index_json(self, manifest: Manifest) -> bytes:
+        """The finished report's JSON; re-POSTs of an indexed manifest are one query."""
+        done = await self.store.finished_report(manifest.hash, self._scanner_ids)
+        if done is not None:
+            return done
+        async with self.locks.hold(f"manifest:{manifest.hash}"):
+            # Another task or replica may have finished it while we waited for the lock.
+            done = await self.store.finished_report(manifest.hash, self._scanner_ids)
+            if done is not None:
+                return done
+            report = await self._run(manifest)
+            return orjson.dumps(report.to_json())
+
+    async def _run(self, manifest: Manifest) -> IndexReport:
+        report = IndexReport(manifest_hash=manifest.hash, state=IndexState.CHECK_MANIFEST)
+        manifest_id, layer_ids = await self.store.persist_manifest(
+            manifest.hash, [layer.hash for layer in manifest.layers]
+        )
+        await self.store.set_report(manifest_id, report)
+        try:
+            report.state = IndexState.FETCH_LAYERS
+            await self.store.set_report(manifest_id, report)
+            await self._scan_layers(manifest, layer_ids, report, manifest_id)
+
+            report.state = IndexState.COALESCE
+            await self.store.set_report(manifest_id, report)
+            names = {r.id: r.row.name for r in self._registered}
+            artifacts = await self.store.load_artifacts(layer_ids, names)
+            detectors = {s.name: detector(s) for s in self.scanners}
+            for art in artifacts.values():
+                for scanner_name, pkg in art.packages:
+                    pkg.detector = detectors.get(scanner_name)
+            ecosystems = {s.name: s.ecosystem for s in self.scanners}
+            layers = [
+                CoalescedLayer(layer.hash, artifacts[lid])
+                for layer, lid in zip(manifest.layers, layer_ids, strict=True)
+            ]
+            final, index_rows = coalesce(manifest.hash, layers, ecosystems)
+
+            final.state = IndexState.FINISHED
+            final.success = True
+            await self.store.finish(manifest_id, final, index_rows, self._scanner_ids)
+            return final
+        except (FetchError, LayerFormatError) as err:
+            await self._fail(manifest_id, report, str(err))
+            raise IndexFailed(str(err), client_error=_client_error(err)) from err
+        except Exception as err:
+            log.exception("indexing %s failed", manifest.hash)
+            await self._fail(manifest_id, report, str(err))
+            raise IndexFailed(str(err), client_error=False) from err
+
+    async def _fail(self, manifest_id: int, report: IndexReport, message: str) -> None:
+        report.state = IndexState.ERROR
+        report.success = False
+        report.err = message
+        await self.store.set_report(manifest_id, report)
+
+    async def _scan_layers(
+        self, manifest: Manifest, layer_ids: list[int], report: IndexReport, manifest_id: int
+    ) -> None:
+        done = await self.store.scanned_layers(layer_ids, self._scanner_ids)
+        todo = []
+        seen: set[int] = set()
+        for layer, lid in zip(manifest.layers, layer_ids, strict=True):
+            missing = [r for r in self._registered if (lid, r.id) not in done]
+            if missing and lid not in seen:
+                seen.add(lid)
+                todo.append((layer, lid, missing))
+        if not todo:
+            return
+        report.state = IndexState.SCAN_LAYERS
+        await self.store.set_report(manifest_id, report)
+        async with asyncio.TaskGroup() as group:
+            for layer, lid, missing in todo:
+                group.create_task(self._scan_one(layer, lid, missing))
+
+    async def _scan_one(self, layer: Layer, layer_id: int, missing: list[_Registered]) -> None:
+        async with self._scan_slots:
+            fetched = await self.fetcher.fetch(layer)
+            scanners = [r for r in missing if r.scanner is not None]
+            wants = [r.scanner.wants for r in scanners if r.scanner is not None]
+
+            def wanted(path: str) -> bool:
+                return any(w(path) for w in wants)
+
+            def scan() -> tuple[list[ScanOutput], tuple[list[str], list[str]]]:
+                contents = read_layer(fetched.path, wanted)
+                outputs = []
+                for r in scanners:
+                    assert r.scanner is not None
+                    result = r.scanner.scan(contents)
+                    outputs.append(
+                        ScanOutput(r.id, result.packages, result.distributions, result.repositories)
+                    )
+                return outputs, (sorted(contents.whiteouts), sorted(contents.opaque_dirs))
+
+            with fetched:
+                outputs, whiteouts = await asyncio.to_thread(scan)
+        whiteout_id = next((r.id for r in missing if r.scanner is None), None)
+        await self.store.store_layer(layer_id, outputs, whiteouts, whiteout_id)
+
+    async def delete_manifests(self, digests: Sequence[str]) -> list[str]:
+        deleted = []
+        for digest in digests:
+            if await self.store.delete_manifest(digest):
+                deleted.append(digest)
+        return deleted
+
+    async def affected_manifests(self, vulns: Sequence[Vulnerability]) -> AffectedManifests:
+        return await affected_manifests(self.store, vulns)
+
+
+def _client_error(err: Exception) -> bool:
+    if isinstance(err, LayerFormatError):
+        return True
+    return bool(getattr(err, "client_error", False))

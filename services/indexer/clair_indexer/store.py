@@ -1,0 +1,401 @@
+"""All SQL of the indexer (schema `indexer`, migrations in ./migrations)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from clair_common.models import Distribution, IndexReport, Package, Repository
+
+
+@dataclass(slots=True)
+class ScannerRow:
+    name: str
+    version: str
+    kind: str
+
+
+@dataclass(slots=True)
+class LayerArtifacts:
+    """What the scanners stored for one layer, read back for coalescing."""
+
+    packages: list[tuple[str, Package]] = field(default_factory=list)  # (scanner name, package)
+    distributions: list[tuple[str, Distribution]] = field(default_factory=list)
+    repositories: list[tuple[str, Repository]] = field(default_factory=list)
+    whiteouts: set[str] = field(default_factory=set)
+    opaque_dirs: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class ScanOutput:
+    """Results of one scanner over one layer, ready to store."""
+
+    scanner_id: int
+    packages: Sequence[Package] = ()
+    distributions: Sequence[Distribution] = ()
+    repositories: Sequence[Repository] = ()
+
+
+class IndexerStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def register_scanners(self, scanners: Sequence[ScannerRow]) -> list[int]:
+        async with self.pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO scanner (name, version, kind) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING",
+                [(s.name, s.version, s.kind) for s in scanners],
+            )
+            rows = await conn.fetch(
+                "SELECT s.id, s.name, s.version, s.kind FROM scanner s"
+                " JOIN unnest($1::text[], $2::text[], $3::text[]) AS i(name, version, kind)"
+                " USING (name, version, kind)",
+                [s.name for s in scanners],
+                [s.version for s in scanners],
+                [s.kind for s in scanners],
+            )
+        ids = {(r["name"], r["version"], r["kind"]): r["id"] for r in rows}
+        return [ids[(s.name, s.version, s.kind)] for s in scanners]
+
+    async def finished_report(self, digest: str, scanner_ids: Sequence[int]) -> bytes | None:
+        """The stored report as JSON text when every scanner already scanned the manifest."""
+        row = await self.pool.fetchval(
+            "SELECT ir.scan_result::text FROM manifest m"
+            " JOIN indexreport ir ON ir.manifest_id = m.id"
+            " WHERE m.hash = $1 AND (SELECT count(*) FROM scanned_manifest sm"
+            "   WHERE sm.manifest_id = m.id AND sm.scanner_id = ANY($2::bigint[])) = $3",
+            digest,
+            list(scanner_ids),
+            len(scanner_ids),
+        )
+        return row.encode() if row is not None else None
+
+    async def report_json(self, digest: str) -> bytes | None:
+        row = await self.pool.fetchval(
+            "SELECT ir.scan_result::text FROM manifest m"
+            " JOIN indexreport ir ON ir.manifest_id = m.id WHERE m.hash = $1",
+            digest,
+        )
+        return row.encode() if row is not None else None
+
+    async def persist_manifest(
+        self, digest: str, layer_digests: Sequence[str]
+    ) -> tuple[int, list[int]]:
+        """Upserts the manifest and its ordered layers; returns their ids."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO manifest (hash) VALUES ($1) ON CONFLICT DO NOTHING", digest
+            )
+            manifest_id = await conn.fetchval("SELECT id FROM manifest WHERE hash = $1", digest)
+            await conn.execute(
+                "INSERT INTO layer (hash) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                list(layer_digests),
+            )
+            rows = await conn.fetch(
+                "SELECT id, hash FROM layer WHERE hash = ANY($1::text[])", list(layer_digests)
+            )
+            by_hash = {r["hash"]: r["id"] for r in rows}
+            layer_ids = [by_hash[d] for d in layer_digests]
+            await conn.execute("DELETE FROM manifest_layer WHERE manifest_id = $1", manifest_id)
+            await conn.executemany(
+                "INSERT INTO manifest_layer (manifest_id, layer_id, i) VALUES ($1, $2, $3)",
+                [(manifest_id, lid, i) for i, lid in enumerate(layer_ids)],
+            )
+        return int(manifest_id), layer_ids
+
+    async def scanned_layers(
+        self, layer_ids: Sequence[int], scanner_ids: Sequence[int]
+    ) -> set[tuple[int, int]]:
+        rows = await self.pool.fetch(
+            "SELECT layer_id, scanner_id FROM scanned_layer"
+            " WHERE layer_id = ANY($1::bigint[]) AND scanner_id = ANY($2::bigint[])",
+            list(layer_ids),
+            list(scanner_ids),
+        )
+        return {(r["layer_id"], r["scanner_id"]) for r in rows}
+
+    async def store_layer(
+        self,
+        layer_id: int,
+        outputs: Sequence[ScanOutput],
+        whiteouts: tuple[Sequence[str], Sequence[str]] | None,
+        whiteout_scanner_id: int | None,
+    ) -> None:
+        """Stores one layer's results and marks it scanned, all in one transaction.
+
+        Inserts are idempotent, so two replicas scanning the same new layer converge.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            for out in outputs:
+                await self._store_packages(conn, layer_id, out)
+                await self._store_dists(conn, layer_id, out)
+                await self._store_repos(conn, layer_id, out)
+            if whiteouts is not None:
+                paths, opaque = whiteouts
+                await conn.execute(
+                    "INSERT INTO layer_whiteout (layer_id, path, opaque)"
+                    " SELECT $1, p, o FROM unnest($2::text[], $3::bool[]) AS t(p, o)"
+                    " ON CONFLICT DO NOTHING",
+                    layer_id,
+                    [*paths, *opaque],
+                    [False] * len(paths) + [True] * len(opaque),
+                )
+            scanner_ids = [o.scanner_id for o in outputs]
+            if whiteout_scanner_id is not None:
+                scanner_ids.append(whiteout_scanner_id)
+            await conn.execute(
+                "INSERT INTO scanned_layer (layer_id, scanner_id)"
+                " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                layer_id,
+                scanner_ids,
+            )
+
+    @staticmethod
+    async def _package_ids(conn: asyncpg.Connection, pkgs: Sequence[Package]) -> list[int]:
+        if not pkgs:
+            return []
+        cols: list[list[str]] = [[], [], [], [], [], [], []]
+        for p in pkgs:
+            norm_kind, _, norm_version = p.normalized_version.partition(":")
+            for col, value in zip(
+                cols,
+                (p.name, p.version, p.kind, p.module, p.arch, norm_kind, norm_version),
+                strict=True,
+            ):
+                col.append(value)
+        # Insert, then read back in a second statement: a row another replica committed
+        # meanwhile is invisible to the inserting statement's snapshot but not to the next.
+        await conn.execute(
+            "INSERT INTO package (name, version, kind, module, arch, norm_kind, norm_version)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
+            *cols,
+        )
+        rows = await conn.fetch(
+            "SELECT p.id, i.ord FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::text[]) WITH ORDINALITY AS i(name, version, kind, module, arch, ord)"
+            " JOIN package p USING (name, version, kind, module, arch)",
+            *cols[:5],
+        )
+        ids = [0] * len(pkgs)
+        for r in rows:
+            ids[r["ord"] - 1] = r["id"]
+        return ids
+
+    async def _store_packages(
+        self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput
+    ) -> None:
+        if not out.packages:
+            return
+        sources = [p.source for p in out.packages if p.source is not None]
+        ids = await self._package_ids(conn, list(out.packages))
+        source_ids = iter(await self._package_ids(conn, sources))
+        records = []
+        for pkg, pid in zip(out.packages, ids, strict=True):
+            sid = next(source_ids) if pkg.source is not None else None
+            records.append(
+                (
+                    layer_id,
+                    pid,
+                    sid,
+                    out.scanner_id,
+                    pkg.package_db,
+                    pkg.repository_hint,
+                    pkg.filepath,
+                    pkg.cpe,
+                )
+            )
+        await conn.executemany(
+            "INSERT INTO package_scanartifact (layer_id, package_id, source_id, scanner_id,"
+            " package_db, repository_hint, filepath, cpe) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+            " ON CONFLICT DO NOTHING",
+            records,
+        )
+
+    async def _store_dists(self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput) -> None:
+        for d in out.distributions:
+            values = d.key()
+            await conn.execute(
+                "INSERT INTO dist (did, name, version, version_code_name, version_id, arch, cpe,"
+                " pretty_name) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
+                *values,
+            )
+            dist_id = await conn.fetchval(
+                "SELECT id FROM dist WHERE did=$1 AND name=$2 AND version=$3"
+                " AND version_code_name=$4 AND version_id=$5 AND arch=$6 AND cpe=$7"
+                " AND pretty_name=$8",
+                *values,
+            )
+            await conn.execute(
+                "INSERT INTO dist_scanartifact (dist_id, scanner_id, layer_id) VALUES ($1,$2,$3)"
+                " ON CONFLICT DO NOTHING",
+                dist_id,
+                out.scanner_id,
+                layer_id,
+            )
+
+    async def _store_repos(self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput) -> None:
+        for r in out.repositories:
+            values = r.key_tuple()
+            await conn.execute(
+                "INSERT INTO repo (name, key, uri, cpe) VALUES ($1,$2,$3,$4)"
+                " ON CONFLICT DO NOTHING",
+                *values,
+            )
+            repo_id = await conn.fetchval(
+                "SELECT id FROM repo WHERE name=$1 AND key=$2 AND uri=$3 AND cpe=$4", *values
+            )
+            await conn.execute(
+                "INSERT INTO repo_scanartifact (repo_id, scanner_id, layer_id) VALUES ($1,$2,$3)"
+                " ON CONFLICT DO NOTHING",
+                repo_id,
+                out.scanner_id,
+                layer_id,
+            )
+
+    async def load_artifacts(
+        self, layer_ids: Sequence[int], scanner_ids: dict[int, str]
+    ) -> dict[int, LayerArtifacts]:
+        """Per-layer artifacts of the given scanners (id → name), for coalescing."""
+        out = {lid: LayerArtifacts() for lid in layer_ids}
+        ids, sids = list(layer_ids), list(scanner_ids)
+        async with self.pool.acquire() as conn:
+            for r in await conn.fetch(
+                "SELECT a.layer_id, a.scanner_id, a.package_db, a.repository_hint, a.filepath,"
+                " a.cpe, p.id, p.name, p.version, p.kind, p.module, p.arch, p.norm_kind,"
+                " p.norm_version, s.id AS sid, s.name AS sname, s.version AS sversion,"
+                " s.kind AS skind, s.module AS smodule, s.arch AS sarch"
+                " FROM package_scanartifact a JOIN package p ON p.id = a.package_id"
+                " LEFT JOIN package s ON s.id = a.source_id"
+                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                ids,
+                sids,
+            ):
+                source = None
+                if r["sid"] is not None:
+                    source = Package(
+                        id=str(r["sid"]),
+                        name=r["sname"],
+                        version=r["sversion"],
+                        kind=r["skind"],
+                        module=r["smodule"],
+                        arch=r["sarch"],
+                    )
+                pkg = Package(
+                    id=str(r["id"]),
+                    name=r["name"],
+                    version=r["version"],
+                    kind=r["kind"],
+                    source=source,
+                    module=r["module"],
+                    arch=r["arch"],
+                    cpe=r["cpe"],
+                    normalized_version=f"{r['norm_kind']}:{r['norm_version']}"
+                    if r["norm_kind"]
+                    else "",
+                    package_db=r["package_db"],
+                    repository_hint=r["repository_hint"],
+                    filepath=r["filepath"],
+                )
+                out[r["layer_id"]].packages.append((scanner_ids[r["scanner_id"]], pkg))
+            for r in await conn.fetch(
+                "SELECT a.layer_id, a.scanner_id, d.* FROM dist_scanartifact a"
+                " JOIN dist d ON d.id = a.dist_id"
+                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                ids,
+                sids,
+            ):
+                dist = Distribution.from_json(
+                    {k: r[k] for k in r if k not in ("layer_id", "scanner_id")}
+                )
+                out[r["layer_id"]].distributions.append((scanner_ids[r["scanner_id"]], dist))
+            for r in await conn.fetch(
+                "SELECT a.layer_id, a.scanner_id, p.* FROM repo_scanartifact a"
+                " JOIN repo p ON p.id = a.repo_id"
+                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                ids,
+                sids,
+            ):
+                repo = Repository(str(r["id"]), r["name"], r["key"], r["uri"], r["cpe"])
+                out[r["layer_id"]].repositories.append((scanner_ids[r["scanner_id"]], repo))
+            for r in await conn.fetch(
+                "SELECT layer_id, path, opaque FROM layer_whiteout"
+                " WHERE layer_id = ANY($1::bigint[])",
+                ids,
+            ):
+                target = (
+                    out[r["layer_id"]].opaque_dirs if r["opaque"] else out[r["layer_id"]].whiteouts
+                )
+                target.add(r["path"])
+        return out
+
+    async def set_report(self, manifest_id: int, report: IndexReport) -> None:
+        await self.pool.execute(
+            "INSERT INTO indexreport (manifest_id, state, scan_result) VALUES ($1, $2, $3)"
+            " ON CONFLICT (manifest_id) DO UPDATE SET state = EXCLUDED.state,"
+            " scan_result = EXCLUDED.scan_result",
+            manifest_id,
+            report.state,
+            report.to_json(),
+        )
+
+    async def finish(
+        self,
+        manifest_id: int,
+        report: IndexReport,
+        index_rows: Sequence[tuple[int, int | None, int | None]],
+        scanner_ids: Sequence[int],
+    ) -> None:
+        """Writes the manifest index, the final report and scanned_manifest atomically."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM manifest_index WHERE manifest_id = $1", manifest_id)
+            if index_rows:
+                await conn.execute(
+                    "INSERT INTO manifest_index (package_id, dist_id, repo_id, manifest_id)"
+                    " SELECT DISTINCT p, d, r, $4 FROM unnest($1::bigint[], $2::bigint[],"
+                    " $3::bigint[]) AS t(p, d, r) ON CONFLICT DO NOTHING",
+                    [r[0] for r in index_rows],
+                    [r[1] for r in index_rows],
+                    [r[2] for r in index_rows],
+                    manifest_id,
+                )
+            await conn.execute(
+                "INSERT INTO indexreport (manifest_id, state, scan_result) VALUES ($1, $2, $3)"
+                " ON CONFLICT (manifest_id) DO UPDATE SET state = EXCLUDED.state,"
+                " scan_result = EXCLUDED.scan_result",
+                manifest_id,
+                report.state,
+                report.to_json(),
+            )
+            await conn.execute(
+                "INSERT INTO scanned_manifest (manifest_id, scanner_id)"
+                " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                manifest_id,
+                list(scanner_ids),
+            )
+
+    async def delete_manifest(self, digest: str) -> bool:
+        """Deletes unless another task holds the manifest; Clair's try-lock semantics."""
+        from clair_common.db.locks import lock_key
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", lock_key(f"manifest:{digest}")
+            ):
+                return False
+            deleted = await conn.fetchval(
+                "DELETE FROM manifest WHERE hash = $1 RETURNING id", digest
+            )
+        return deleted is not None
+
+    async def affected_rows(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(query, *args))
+
+
+def dumps(doc: Any) -> bytes:
+    return orjson.dumps(doc)

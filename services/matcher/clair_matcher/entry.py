@@ -1,0 +1,51 @@
+"""Starts the matcher service for `clair serve` (entry point `clair.services: matcher`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.middleware import Middleware
+
+from clair_common.db.migrate import migrate
+from clair_common.db.pool import create_pool
+from clair_common.http.routes import Operation
+from clair_common.runtime import ServiceContext
+from clair_matcher.app import build_operations
+from clair_matcher.service import MatcherService
+from clair_matcher.store import MatcherStore
+
+SCHEMA = "matcher"
+
+
+@dataclass(slots=True)
+class RunningMatcher:
+    api: MatcherService
+    operations: Sequence[Operation]
+    middleware: Sequence[Middleware] = ()
+    resources: list[Any] = field(default_factory=list)
+    name: str = "matcher"
+
+    async def ready(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for res in reversed(self.resources):
+            await res.close()
+
+
+async def start(ctx: ServiceContext) -> RunningMatcher:
+    cfg = ctx.config.matcher
+    if ctx.indexer is None:
+        raise RuntimeError("matcher: no indexer configured (matcher.indexer_addr)")
+    if ctx.migrations:
+        await migrate(ctx.dsn, SCHEMA, "clair_matcher")
+    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libvuln")
+    service = MatcherService(MatcherStore(pool))
+    cache_age = int(cfg.cache_age.total_seconds())
+    return RunningMatcher(
+        api=service,
+        operations=build_operations(service, ctx.indexer, cache_age),
+        resources=[pool],
+    )

@@ -1,0 +1,83 @@
+-- The matcher's model (clair-api.md 4.2), with the newest operation of each updater kept in
+-- a table maintained by the writer instead of a materialized view refreshed after each update.
+CREATE TABLE update_operation (
+    id bigserial PRIMARY KEY,
+    ref uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    updater text NOT NULL,
+    fingerprint text NOT NULL DEFAULT '',
+    date timestamptz NOT NULL DEFAULT now(),
+    kind text NOT NULL DEFAULT 'vulnerability'
+);
+CREATE INDEX update_operation_updater_date ON update_operation (updater, kind, id DESC);
+
+CREATE TABLE latest_update_operation (
+    updater text NOT NULL,
+    kind text NOT NULL,
+    uo_id bigint NOT NULL REFERENCES update_operation (id) ON DELETE CASCADE,
+    PRIMARY KEY (updater, kind)
+);
+
+CREATE TABLE vuln (
+    id bigserial PRIMARY KEY,
+    hash bytea NOT NULL UNIQUE,
+    updater text NOT NULL,
+    name text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    issued timestamptz,
+    links text NOT NULL DEFAULT '',
+    severity text NOT NULL DEFAULT '',
+    normalized_severity text NOT NULL DEFAULT 'Unknown',
+    package_name text NOT NULL,
+    package_version text NOT NULL DEFAULT '',
+    package_module text NOT NULL DEFAULT '',
+    package_arch text NOT NULL DEFAULT '',
+    package_kind text NOT NULL DEFAULT '',
+    dist_id text NOT NULL DEFAULT '',
+    dist_name text NOT NULL DEFAULT '',
+    dist_version text NOT NULL DEFAULT '',
+    dist_version_code_name text NOT NULL DEFAULT '',
+    dist_version_id text NOT NULL DEFAULT '',
+    dist_arch text NOT NULL DEFAULT '',
+    dist_cpe text NOT NULL DEFAULT '',
+    dist_pretty_name text NOT NULL DEFAULT '',
+    repo_name text NOT NULL DEFAULT '',
+    repo_key text NOT NULL DEFAULT '',
+    repo_uri text NOT NULL DEFAULT '',
+    fixed_in_version text NOT NULL DEFAULT '',
+    arch_operation text NOT NULL DEFAULT '',
+    version_kind text NOT NULL DEFAULT '',
+    vulnerable_range jsonb
+);
+CREATE INDEX vuln_package_name ON vuln (package_name, package_kind);
+
+CREATE TABLE uo_vuln (
+    uo bigint NOT NULL REFERENCES update_operation (id) ON DELETE CASCADE,
+    vuln bigint NOT NULL REFERENCES vuln (id) ON DELETE CASCADE,
+    PRIMARY KEY (uo, vuln)
+);
+CREATE INDEX uo_vuln_vuln ON uo_vuln (vuln, uo);
+
+CREATE TABLE enrichment (
+    id bigserial PRIMARY KEY,
+    hash bytea NOT NULL UNIQUE,
+    updater text NOT NULL,
+    tags text[] NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX enrichment_tags ON enrichment USING gin (tags);
+
+CREATE TABLE uo_enrich (
+    uo bigint NOT NULL REFERENCES update_operation (id) ON DELETE CASCADE,
+    enrich bigint NOT NULL REFERENCES enrichment (id) ON DELETE CASCADE,
+    PRIMARY KEY (uo, enrich)
+);
+CREATE INDEX uo_enrich_enrich ON uo_enrich (enrich, uo);
+
+CREATE TABLE updater_status (
+    updater_name text PRIMARY KEY,
+    last_attempt timestamptz NOT NULL DEFAULT now(),
+    last_success timestamptz,
+    last_run_succeeded boolean NOT NULL DEFAULT false,
+    last_attempt_fingerprint text NOT NULL DEFAULT '',
+    last_error text NOT NULL DEFAULT ''
+);

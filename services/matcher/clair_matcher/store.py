@@ -1,0 +1,190 @@
+"""All SQL of the matcher (schema `matcher`, migrations in ./migrations)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from clair_common.models import (
+    Distribution,
+    Package,
+    Repository,
+    UpdateDiff,
+    UpdateOperation,
+    Vulnerability,
+    format_time,
+)
+
+VULN_COLUMNS = (
+    "v.id, v.updater, v.name, v.description, v.issued, v.links, v.severity,"
+    " v.normalized_severity, v.package_name, v.package_version, v.package_module,"
+    " v.package_arch, v.package_kind, v.dist_id, v.dist_name, v.dist_version,"
+    " v.dist_version_code_name, v.dist_version_id, v.dist_arch, v.dist_cpe, v.dist_pretty_name,"
+    " v.repo_name, v.repo_key, v.repo_uri, v.fixed_in_version, v.arch_operation,"
+    " v.version_kind, v.vulnerable_range"
+)
+
+
+def vuln_from_row(r: asyncpg.Record) -> Vulnerability:
+    has_dist = any(
+        r[k]
+        for k in (
+            "dist_id",
+            "dist_name",
+            "dist_version",
+            "dist_version_id",
+            "dist_pretty_name",
+            "dist_cpe",
+        )
+    )
+    has_repo = any(r[k] for k in ("repo_name", "repo_key", "repo_uri"))
+    return Vulnerability(
+        id=str(r["id"]),
+        updater=r["updater"],
+        name=r["name"],
+        description=r["description"],
+        issued=format_time(r["issued"]),
+        links=r["links"],
+        severity=r["severity"],
+        normalized_severity=r["normalized_severity"],
+        package=Package(
+            name=r["package_name"],
+            version=r["package_version"],
+            module=r["package_module"],
+            arch=r["package_arch"],
+            kind=r["package_kind"],
+        ),
+        distribution=Distribution(
+            did=r["dist_id"],
+            name=r["dist_name"],
+            version=r["dist_version"],
+            version_code_name=r["dist_version_code_name"],
+            version_id=r["dist_version_id"],
+            arch=r["dist_arch"],
+            cpe=r["dist_cpe"],
+            pretty_name=r["dist_pretty_name"],
+        )
+        if has_dist
+        else None,
+        repository=Repository(name=r["repo_name"], key=r["repo_key"], uri=r["repo_uri"])
+        if has_repo
+        else None,
+        fixed_in_version=r["fixed_in_version"],
+        range=r["vulnerable_range"],
+        arch_op=r["arch_operation"],
+    )
+
+
+def _uo(r: asyncpg.Record) -> UpdateOperation:
+    return UpdateOperation(
+        ref=str(r["ref"]),
+        updater=r["updater"],
+        fingerprint=r["fingerprint"],
+        date=r["date"],
+        kind=r["kind"],
+    )
+
+
+class MatcherStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def initialized(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM vuln)"))
+
+    async def update_operations(
+        self, kind: str, *, latest: bool, updaters: Sequence[str] = ()
+    ) -> dict[str, list[UpdateOperation]]:
+        if latest:
+            rows = await self.pool.fetch(
+                "SELECT u.* FROM latest_update_operation l"
+                " JOIN update_operation u ON u.id = l.uo_id WHERE l.kind = $1"
+                " AND (cardinality($2::text[]) = 0 OR l.updater = ANY($2))"
+                " ORDER BY u.updater",
+                kind,
+                list(updaters),
+            )
+        else:
+            rows = await self.pool.fetch(
+                "SELECT * FROM update_operation WHERE kind = $1"
+                " AND (cardinality($2::text[]) = 0 OR updater = ANY($2)) ORDER BY updater, id DESC",
+                kind,
+                list(updaters),
+            )
+        out: dict[str, list[UpdateOperation]] = {}
+        for r in rows:
+            out.setdefault(r["updater"], []).append(_uo(r))
+        return out
+
+    async def latest_ref(self, kind: str) -> str | None:
+        ref = await self.pool.fetchval(
+            "SELECT u.ref FROM latest_update_operation l JOIN update_operation u ON u.id = l.uo_id"
+            " WHERE l.kind = $1 ORDER BY u.id DESC LIMIT 1",
+            kind,
+        )
+        return str(ref) if ref is not None else None
+
+    async def delete_update_operations(self, refs: Sequence[uuid.UUID]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM update_operation WHERE ref = ANY($1::uuid[]) RETURNING updater, kind",
+                list(refs),
+            )
+            # Point each affected updater's "latest" at its newest remaining operation.
+            for r in rows:
+                await conn.execute(
+                    "INSERT INTO latest_update_operation (updater, kind, uo_id)"
+                    " SELECT updater, kind, id FROM update_operation"
+                    " WHERE updater = $1 AND kind = $2"
+                    " ORDER BY id DESC LIMIT 1"
+                    " ON CONFLICT (updater, kind) DO UPDATE SET uo_id = EXCLUDED.uo_id",
+                    r["updater"],
+                    r["kind"],
+                )
+        return len(rows)
+
+    async def update_diff(self, prev: uuid.UUID | None, cur: uuid.UUID) -> UpdateDiff | None:
+        async with self.pool.acquire() as conn:
+            cur_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", cur)
+            if cur_row is None:
+                return None
+            prev_row = None
+            if prev is not None:
+                prev_row = await conn.fetchrow(
+                    "SELECT * FROM update_operation WHERE ref = $1", prev
+                )
+                if prev_row is None:
+                    return None
+            for row in (cur_row, prev_row):
+                if row is not None and row["kind"] != "vulnerability":
+                    raise ValueError(f"update operation {row['ref']} is not of kind vulnerability")
+            diff = UpdateDiff(cur=_uo(cur_row), prev=_uo(prev_row) if prev_row else None)
+            prev_id = prev_row["id"] if prev_row is not None else None
+            diff.added = [
+                vuln_from_row(r)
+                for r in await conn.fetch(
+                    f"SELECT {VULN_COLUMNS} FROM uo_vuln c JOIN vuln v ON v.id = c.vuln"
+                    " WHERE c.uo = $1 AND NOT EXISTS"
+                    " (SELECT 1 FROM uo_vuln p WHERE p.uo = $2 AND p.vuln = c.vuln)",
+                    cur_row["id"],
+                    prev_id,
+                )
+            ]
+            if prev_id is not None:
+                diff.removed = [
+                    vuln_from_row(r)
+                    for r in await conn.fetch(
+                        f"SELECT {VULN_COLUMNS} FROM uo_vuln p JOIN vuln v ON v.id = p.vuln"
+                        " WHERE p.uo = $1 AND NOT EXISTS"
+                        " (SELECT 1 FROM uo_vuln c WHERE c.uo = $2 AND c.vuln = p.vuln)",
+                        prev_id,
+                        cur_row["id"],
+                    )
+                ]
+        return diff
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(query, *args))
