@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from clair_common.models import Distribution, Environment, IndexReport, IndexState, Package
 from clair_indexer.store import LayerArtifacts
 
+# Ecosystems whose packages are independent files rather than rows of one database.
+LANGUAGE_ECOSYSTEMS = frozenset({"python"})
+
 
 @dataclass(frozen=True, slots=True)
 class CoalescedLayer:
@@ -67,7 +70,10 @@ def coalesce(
             eco = ecosystems.get(scanner, scanner)
             by_ecosystem.setdefault(eco, {}).setdefault(i, []).append(pkg)
 
-    for per_layer in by_ecosystem.values():
+    for eco, per_layer in by_ecosystem.items():
+        if eco in LANGUAGE_ECOSYSTEMS:
+            _coalesce_language(report, index_rows, layers, per_layer)
+            continue
         chosen: dict[str, int] = {}  # package db → newest layer holding it
         for i in sorted(per_layer, reverse=True):
             for pkg in per_layer[i]:
@@ -80,6 +86,28 @@ def coalesce(
                 dist = dist_at[introduced] or newest_dist
                 _add(report, index_rows, layers[introduced].digest, pkg, dist, arts[i])
     return report, index_rows
+
+
+def _coalesce_language(
+    report: IndexReport,
+    index_rows: list[tuple[int, int | None, int | None]],
+    layers: Sequence[CoalescedLayer],
+    per_layer: Mapping[int, list[Package]],
+) -> None:
+    """Language packages are files of their own: every layer adds, whiteouts remove.
+
+    A site-packages directory is shared by packages of many layers, so "newest database
+    wins" would drop the packages of lower layers. As in Clair, they carry no distribution.
+    """
+    arts = [layer.artifacts for layer in layers]
+    seen: set[tuple[str, tuple[str, str, str, str, str]]] = set()
+    for i in sorted(per_layer):
+        for pkg in per_layer[i]:
+            identity = (pkg.filepath or pkg.package_db, _package_key(pkg))
+            if identity in seen or _deleted_by(pkg.filepath or pkg.package_db, arts[i + 1 :]):
+                continue
+            seen.add(identity)
+            _add(report, index_rows, layers[i].digest, pkg, None, arts[i])
 
 
 def _introduced_in(
@@ -109,7 +137,8 @@ def _add(
 ) -> None:
     repo_ids: list[str] | None = None
     if pkg.repository_hint:
-        repo_ids = [r.id for _, r in art.repositories if r.name == pkg.repository_hint] or None
+        hint = pkg.repository_hint
+        repo_ids = [r.id for _, r in art.repositories if hint in (r.name, r.uri)] or None
     out = Package(
         id=pkg.id,
         name=pkg.name,

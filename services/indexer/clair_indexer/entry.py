@@ -48,6 +48,11 @@ def _cache_dir(cfg: Any) -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp")) / "clair-layers"
 
 
+def concurrency_middleware(limit: int | None) -> Middleware:
+    """Clair's 429 limit on index requests; None admits everything."""
+    return Middleware(ConcurrencyLimitMiddleware, limit=limit, applies=limited)
+
+
 async def start(ctx: ServiceContext) -> RunningIndexer:
     cfg = ctx.config.indexer
     if ctx.migrations:

@@ -143,6 +143,11 @@ class IndexerService:
             final.success = True
             await self.store.finish(manifest_id, final, index_rows, self._scanner_ids)
             return final
+        except BaseExceptionGroup as group:
+            # Layer scans run in a task group; report the first failure as if raised alone.
+            err = _first_leaf(group)
+            await self._fail(manifest_id, report, str(err))
+            raise IndexFailed(str(err), client_error=_client_error(err)) from err
         except (FetchError, LayerFormatError) as err:
             await self._fail(manifest_id, report, str(err))
             raise IndexFailed(str(err), client_error=_client_error(err)) from err
@@ -212,7 +217,12 @@ class IndexerService:
         return await affected_manifests(self.store, vulns)
 
 
-def _client_error(err: Exception) -> bool:
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _client_error(err: BaseException) -> bool:
     if isinstance(err, LayerFormatError):
         return True
     return bool(getattr(err, "client_error", False))

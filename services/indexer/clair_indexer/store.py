@@ -311,7 +311,7 @@ class IndexerStore:
                 sids,
             ):
                 dist = Distribution.from_json(
-                    {k: r[k] for k in r if k not in ("layer_id", "scanner_id")}
+                    {k: v for k, v in r.items() if k not in ("layer_id", "scanner_id")}
                 )
                 out[r["layer_id"]].distributions.append((scanner_ids[r["scanner_id"]], dist))
             for r in await conn.fetch(
@@ -357,7 +357,7 @@ class IndexerStore:
             if index_rows:
                 await conn.execute(
                     "INSERT INTO manifest_index (package_id, dist_id, repo_id, manifest_id)"
-                    " SELECT DISTINCT p, d, r, $4 FROM unnest($1::bigint[], $2::bigint[],"
+                    " SELECT DISTINCT p, d, r, $4::bigint FROM unnest($1::bigint[], $2::bigint[],"
                     " $3::bigint[]) AS t(p, d, r) ON CONFLICT DO NOTHING",
                     [r[0] for r in index_rows],
                     [r[1] for r in index_rows],

@@ -1,0 +1,74 @@
+"""Package and distribution scanners, and the default set the indexer runs.
+
+Names and kinds are Clair's (clair-api.md 5.3), so detectors and index_state line up with what
+clients know; versions are our own and change whenever a scanner's output would.
+"""
+
+from __future__ import annotations
+
+from .apk import ApkScanner
+from .base import LayerFiles, Scanner, ScanResult, detector
+from .distributions import AlpineScanner, DebianScanner, UbuntuScanner
+from .dpkg import DistrolessScanner, DpkgScanner
+from .python import PythonScanner
+from .rpm_distributions import (
+    AwsScanner,
+    OracleScanner,
+    PhotonScanner,
+    RhelScanner,
+    SuseScanner,
+)
+
+__all__ = [
+    "AlpineScanner",
+    "ApkScanner",
+    "AwsScanner",
+    "DebianScanner",
+    "DistrolessScanner",
+    "DpkgScanner",
+    "LayerFiles",
+    "OracleScanner",
+    "PhotonScanner",
+    "PythonScanner",
+    "RhelScanner",
+    "ScanResult",
+    "Scanner",
+    "SuseScanner",
+    "UbuntuScanner",
+    "default_scanners",
+    "detector",
+    "rpm_package_scanners",
+]
+
+
+def rpm_package_scanners() -> list[Scanner]:
+    """The rpm family's package scanners (`rpm`, ecosystem "rpm"; `rhel-package-scanner`,
+    ecosystem "rhel") and the `rhel-repository-scanner`.
+
+    Placeholder: another module provides them; wire them in here.
+    """
+    return []
+
+
+def default_scanners() -> list[Scanner]:
+    """Clair's default scanner set, grouped by coalescing ecosystem."""
+    return [
+        # dpkg
+        DpkgScanner(),
+        DistrolessScanner(),
+        DebianScanner(),
+        UbuntuScanner(),
+        # alpine
+        ApkScanner(),
+        AlpineScanner(),
+        # rhel (distribution here; packages and repositories from rpm_package_scanners)
+        RhelScanner(),
+        # rpm
+        AwsScanner(),
+        OracleScanner(),
+        SuseScanner(),
+        PhotonScanner(),
+        *rpm_package_scanners(),
+        # python
+        PythonScanner(),
+    ]
