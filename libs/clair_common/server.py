@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -31,14 +33,29 @@ class ServeOptions:
     embedded_db: Path | None = None
 
 
-def _bind(addr: str) -> str:
-    """Go's ":6060" means every interface."""
-    return f"0.0.0.0{addr}" if addr.startswith(":") else addr
+def bind_socket(addr: str) -> socket.socket:
+    """A listening socket; Go's ":6060" means every interface.
+
+    Bound before the server task starts, so `/readyz` never promises a port not yet open.
+    """
+    from clair_common.config import split_host_port
+
+    host, port = split_host_port(addr)
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
 
 
-def _hypercorn_config(addr: str, tls: Any = None) -> HypercornConfig:
+def _hypercorn_config(sock: socket.socket, tls: Any = None) -> HypercornConfig:
     cfg = HypercornConfig()
-    cfg.bind = [_bind(addr)]
+    # Hypercorn adopts the descriptor and closes it at shutdown; hand it a duplicate so our own
+    # `sock.close()` does not close that number a second time (by then maybe another socket).
+    cfg.bind = [f"fd://{os.dup(sock.fileno())}"]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")
     cfg.graceful_timeout = 10
@@ -49,9 +66,12 @@ def _hypercorn_config(addr: str, tls: Any = None) -> HypercornConfig:
     return cfg
 
 
-async def _listen(app: Any, addr: str, stop: asyncio.Event, tls: Any = None) -> None:
+async def _listen(app: Any, sock: socket.socket, stop: asyncio.Event, tls: Any = None) -> None:
     # Hypercorn's ASGIFramework type is narrower than Starlette's signature.
-    await serve(app, _hypercorn_config(addr, tls), shutdown_trigger=stop.wait)
+    try:
+        await serve(app, _hypercorn_config(sock, tls), shutdown_trigger=stop.wait)
+    finally:
+        sock.close()
 
 
 def services_for(mode: str, config: Any) -> list[str]:
@@ -115,7 +135,9 @@ async def run(opts: ServeOptions) -> None:
     async with AsyncExitStack() as stack:
         metrics_path = config.metrics.prometheus_path or "/metrics"
         introspection = build_introspection_app(readiness, metrics_path=metrics_path)
-        intro_task = asyncio.create_task(_listen(introspection, config.introspection_addr, stop))
+        intro_task = asyncio.create_task(
+            _listen(introspection, bind_socket(config.introspection_addr), stop)
+        )
         dsns, migrations = await _resolve_databases(opts, stack)
         services = await start_services(opts.mode, config, dsns, migrations)
         stack.push_async_callback(_close_all, services)
@@ -129,7 +151,9 @@ async def run(opts: ServeOptions) -> None:
             psk_issuers=psk.iss if psk else (),
             extra_middleware=middleware,
         )
-        api_task = asyncio.create_task(_listen(app, config.http_listen_addr, stop, config.tls))
+        api_task = asyncio.create_task(
+            _listen(app, bind_socket(config.http_listen_addr), stop, config.tls)
+        )
         for s in services:
             await s.ready()
         readiness.ready = True

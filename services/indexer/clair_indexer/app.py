@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clair_common.http.compress import choose_encoding
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.routes import Operation, Reply
@@ -61,18 +62,20 @@ def build_operations(service: IndexerService) -> list[Operation]:
         if if_none_match(request, etag):
             return Response(status_code=412)
         try:
-            report = await service.index(manifest)
+            encoding = choose_encoding(request.headers.get("accept-encoding", ""))
+            body, encoded = await service.index_encoded(manifest, encoding)
         except IndexFailed as err:
             status = 400 if err.client_error else 500
             raise APIError(status, f"failed to start scan: {err}") from err
-        return _json(
-            report.to_json(),
-            201,
-            INDEX_REPORT_TYPE,
-            ETag=etag,
-            Location=f"{PREFIX}/index_report/{manifest.hash}",
-            Link=_links(manifest.hash),
-        )
+        headers = {
+            "ETag": etag,
+            "Location": f"{PREFIX}/index_report/{manifest.hash}",
+            "Link": _links(manifest.hash),
+        }
+        if encoded and encoding is not None:
+            headers["Content-Encoding"] = encoding
+            headers["Vary"] = "Accept-Encoding"
+        return Response(body, status_code=201, media_type=INDEX_REPORT_TYPE, headers=headers)
 
     async def get_index_report(request: Request) -> Response:
         media = negotiate(request, INDEX_REPORT_TYPE)

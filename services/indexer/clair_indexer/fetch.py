@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import io
 import ipaddress
 import logging
 import os
@@ -21,10 +22,11 @@ import socket
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, Protocol
+from typing import IO, BinaryIO, Literal, Protocol, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
@@ -32,8 +34,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from clair_common.models import Layer, ModelError, parse_digest
+from clair_indexer._tap import StreamTap, TapBroken
 
 Compression = Literal["gzip", "zstd", "none"]
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +216,32 @@ class LayerFetcher:
         return list(self._entries)
 
     async def fetch(self, layer: Layer) -> FetchedLayer:
+        return await self._fetch(layer, None)
+
+    async def fetch_through(self, layer: Layer, consume: Callable[[BinaryIO], T]) -> T:
+        """`consume(blob)` in a thread, fed while the blob downloads when we download it.
+
+        Overlapping download and scan is what makes indexing a new layer cost little more
+        than reading it. The result only counts once the digest matched; if the stream was
+        cut (a retried download) the consumer is run again on the verified cached file.
+        """
+        tap = StreamTap()
+        consumer = asyncio.create_task(asyncio.to_thread(_consume_tap, tap, consume))
+        try:
+            fetched = await self._fetch(layer, tap)
+        except BaseException:
+            tap.abandon()
+            with contextlib.suppress(Exception):
+                await consumer
+            raise
+        with fetched:
+            tap.fail("the blob came from the cache or another download")  # no-op once fed
+            try:
+                return await consumer
+            except TapBroken:
+                return await asyncio.to_thread(_consume_file, fetched.path, consume)
+
+    async def _fetch(self, layer: Layer, tap: StreamTap | None) -> FetchedLayer:
         try:
             digest = parse_digest(layer.hash, "layer hash")
         except ModelError as exc:
@@ -230,7 +260,7 @@ class LayerFetcher:
                 return self._pin(entry)
             flight = self._flights.get(digest)
             if flight is None:
-                flight = _Flight(asyncio.create_task(self._download(layer, digest)))
+                flight = _Flight(asyncio.create_task(self._download(layer, digest, tap)))
                 self._flights[digest] = flight
                 flight.task.add_done_callback(functools.partial(self._landed, digest, flight))
                 result = "downloaded"
@@ -339,15 +369,18 @@ class LayerFetcher:
 
     # -- download ---------------------------------------------------------------------------
 
-    async def _download(self, layer: Layer, digest: str) -> _Entry:
+    async def _download(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
         started = time.monotonic()
         attempt = 0
         try:
             while True:
                 try:
-                    entry = await self._attempt(layer, digest)
+                    entry = await self._attempt(layer, digest, tap)
                     break
                 except _Transient as exc:
+                    if tap is not None:
+                        tap.fail(f"download interrupted: {exc}")
+                        tap = None
                     if attempt >= self._retries:
                         raise FetchError(
                             f"layer {digest}: {exc} (gave up after {attempt + 1} attempts)"
@@ -359,13 +392,17 @@ class LayerFetcher:
                     log.info("layer %s: %s; retrying in %.2fs", digest, exc, delay)
                     await asyncio.sleep(delay)
                     attempt += 1
+        except BaseException as exc:
+            if tap is not None:
+                tap.fail(f"download failed: {exc}")
+            raise
         finally:
             FETCH_DURATION.observe(time.monotonic() - started)
         LAYER_SIZE.observe(entry.size)
         self._add(entry)
         return entry
 
-    async def _attempt(self, layer: Layer, digest: str) -> _Entry:
+    async def _attempt(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
         session = self._client()
         headers: CIMultiDict[str] = CIMultiDict()
         for name, values in layer.headers.items():
@@ -393,7 +430,7 @@ class LayerFetcher:
                         url = target
                         continue
                     if resp.status == 200:
-                        return await self._save(resp, digest)
+                        return await self._save(resp, digest, tap)
                     if resp.status == 429 or resp.status >= 500:
                         raise _Transient(
                             f"GET {url}: status {resp.status}",
@@ -448,7 +485,9 @@ class LayerFetcher:
                 f"(not loopback/private: {', '.join(public) or 'no address'})"
             )
 
-    async def _save(self, resp: aiohttp.ClientResponse, digest: str) -> _Entry:
+    async def _save(
+        self, resp: aiohttp.ClientResponse, digest: str, tap: StreamTap | None
+    ) -> _Entry:
         algo = digest.split(":", 1)[0]
         folder = self._root / algo
         folder.mkdir(parents=True, exist_ok=True)
@@ -468,13 +507,15 @@ class LayerFetcher:
                     pending_len += len(chunk)
                     if pending_len >= _CHUNK:
                         # Hashing and writing off the loop: hashlib drops the GIL on big buffers.
-                        await asyncio.to_thread(_write, out, hasher, b"".join(pending))
+                        await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap)
                         size += pending_len
                         pending, pending_len = [], 0
                 if len(head) < 4:
                     _check_compression(declared, head, digest)
-                await asyncio.to_thread(_write, out, hasher, b"".join(pending), sync=True)
+                await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap, sync=True)
                 size += pending_len
+            if tap is not None:
+                tap.finish()
             got = f"{algo}:{hasher.hexdigest()}"
             if got != digest:
                 raise FetchError(f"layer {digest}: digest mismatch: got {got}", client_error=True)
@@ -507,12 +548,28 @@ class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-def _write(out: IO[bytes], hasher: _Hasher, data: bytes, sync: bool = False) -> None:
+def _write(
+    out: IO[bytes], hasher: _Hasher, data: bytes, tap: StreamTap | None, sync: bool = False
+) -> None:
     hasher.update(data)
+    if tap is not None:
+        tap.feed(data)
     out.write(data)
     if sync:
         out.flush()
         os.fsync(out.fileno())
+
+
+def _consume_tap(tap: StreamTap, consume: Callable[[BinaryIO], T]) -> T:
+    try:
+        return consume(io.BufferedReader(tap, buffer_size=_CHUNK))
+    finally:
+        tap.abandon()
+
+
+def _consume_file(path: Path, consume: Callable[[BinaryIO], T]) -> T:
+    with path.open("rb") as blob:
+        return consume(blob)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import orjson
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import (
     AffectedManifests,
     IndexReport,
@@ -30,6 +33,8 @@ log = logging.getLogger("clair.indexer")
 
 # The whiteout bookkeeping is versioned like a scanner so a change re-scans layers.
 WHITEOUT_SCANNER = ScannerRow("whiteout", "1", "file")
+# Finished reports kept in memory for re-POSTs (validated against the row version each time).
+REPORT_CACHE_BYTES = 64 << 20
 
 
 class IndexFailed(Exception):
@@ -73,6 +78,9 @@ class IndexerService:
         self._state = index_state([*self._rows, WHITEOUT_SCANNER])
         self._registered: list[_Registered] = []
         self._scan_slots = asyncio.Semaphore(max(1, layer_scan_concurrency))
+        self._reports: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._reports_bytes = 0
+        self._encoded: dict[str, dict[str, bytes]] = {}
 
     async def start(self) -> None:
         ids = await self.store.register_scanners([*self._rows, WHITEOUT_SCANNER])
@@ -101,17 +109,63 @@ class IndexerService:
         return IndexReport.from_json(orjson.loads(await self.index_json(manifest)))
 
     async def index_json(self, manifest: Manifest) -> bytes:
-        """The finished report's JSON; re-POSTs of an indexed manifest are one query."""
-        done = await self.store.finished_report(manifest.hash, self._scanner_ids)
+        """The finished report's JSON; re-POSTs of an indexed manifest are one small query."""
+        done = await self._finished(manifest.hash)
         if done is not None:
             return done
         async with self.locks.hold(f"manifest:{manifest.hash}"):
             # Another task or replica may have finished it while we waited for the lock.
-            done = await self.store.finished_report(manifest.hash, self._scanner_ids)
+            done = await self._finished(manifest.hash)
             if done is not None:
                 return done
             report = await self._run(manifest)
             return orjson.dumps(report.to_json())
+
+    async def index_encoded(self, manifest: Manifest, encoding: str | None) -> tuple[bytes, bool]:
+        """The report compressed with `encoding` (None: identity) and whether it is.
+
+        Clients re-POST the same manifests all day; compressing their reports once instead of
+        per request is most of the cost of answering them.
+        """
+        body = await self.index_json(manifest)
+        if encoding is None or len(body) < MIN_SIZE:
+            return body, False
+        cached = self._reports.get(manifest.hash)
+        if cached is None or cached[1] is not body:
+            return ENCODERS[encoding](body), True
+        variants = self._encoded.setdefault(manifest.hash, {})
+        encoded = variants.get(encoding)
+        if encoded is None:
+            encoded = variants[encoding] = ENCODERS[encoding](body)
+        return encoded, True
+
+    async def _finished(self, digest: str) -> bytes | None:
+        cached = self._reports.get(digest)
+        found = await self.store.finished_report(
+            digest, self._scanner_ids, cached[0] if cached else None
+        )
+        if found is None:
+            return None
+        version, body = found
+        if body is None and cached is not None:
+            self._reports.move_to_end(digest)
+            return cached[1]
+        assert body is not None
+        self._remember(digest, version, body)
+        return body
+
+    def _remember(self, digest: str, version: int, body: bytes) -> None:
+        """Keeps recent finished reports, bounded by total size."""
+        old = self._reports.pop(digest, None)
+        self._encoded.pop(digest, None)
+        if old is not None:
+            self._reports_bytes -= len(old[1])
+        self._reports[digest] = (version, body)
+        self._reports_bytes += len(body)
+        while self._reports_bytes > REPORT_CACHE_BYTES and self._reports:
+            gone, (_, evicted) = self._reports.popitem(last=False)
+            self._encoded.pop(gone, None)
+            self._reports_bytes -= len(evicted)
 
     async def _run(self, manifest: Manifest) -> IndexReport:
         report = IndexReport(manifest_hash=manifest.hash, state=IndexState.CHECK_MANIFEST)
@@ -182,27 +236,25 @@ class IndexerService:
                 group.create_task(self._scan_one(layer, lid, missing))
 
     async def _scan_one(self, layer: Layer, layer_id: int, missing: list[_Registered]) -> None:
+        scanners = [r for r in missing if r.scanner is not None]
+        wants = [r.scanner.wants for r in scanners if r.scanner is not None]
+
+        def wanted(path: str) -> bool:
+            return any(w(path) for w in wants)
+
+        def scan(blob: BinaryIO) -> tuple[list[ScanOutput], tuple[list[str], list[str]]]:
+            contents = read_layer(blob, wanted)
+            outputs = []
+            for r in scanners:
+                assert r.scanner is not None
+                result = r.scanner.scan(contents)
+                outputs.append(
+                    ScanOutput(r.id, result.packages, result.distributions, result.repositories)
+                )
+            return outputs, (sorted(contents.whiteouts), sorted(contents.opaque_dirs))
+
         async with self._scan_slots:
-            fetched = await self.fetcher.fetch(layer)
-            scanners = [r for r in missing if r.scanner is not None]
-            wants = [r.scanner.wants for r in scanners if r.scanner is not None]
-
-            def wanted(path: str) -> bool:
-                return any(w(path) for w in wants)
-
-            def scan() -> tuple[list[ScanOutput], tuple[list[str], list[str]]]:
-                contents = read_layer(fetched.path, wanted)
-                outputs = []
-                for r in scanners:
-                    assert r.scanner is not None
-                    result = r.scanner.scan(contents)
-                    outputs.append(
-                        ScanOutput(r.id, result.packages, result.distributions, result.repositories)
-                    )
-                return outputs, (sorted(contents.whiteouts), sorted(contents.opaque_dirs))
-
-            with fetched:
-                outputs, whiteouts = await asyncio.to_thread(scan)
+            outputs, whiteouts = await self.fetcher.fetch_through(layer, scan)
         whiteout_id = next((r.id for r in missing if r.scanner is None), None)
         await self.store.store_layer(layer_id, outputs, whiteouts, whiteout_id)
 

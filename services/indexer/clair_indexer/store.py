@@ -62,18 +62,29 @@ class IndexerStore:
         ids = {(r["name"], r["version"], r["kind"]): r["id"] for r in rows}
         return [ids[(s.name, s.version, s.kind)] for s in scanners]
 
-    async def finished_report(self, digest: str, scanner_ids: Sequence[int]) -> bytes | None:
-        """The stored report as JSON text when every scanner already scanned the manifest."""
-        row = await self.pool.fetchval(
-            "SELECT ir.scan_result::text FROM manifest m"
-            " JOIN indexreport ir ON ir.manifest_id = m.id"
+    async def finished_report(
+        self, digest: str, scanner_ids: Sequence[int], known_version: int | None = None
+    ) -> tuple[int, bytes | None] | None:
+        """(version, JSON) of the stored report when every scanner already scanned the manifest.
+
+        The version is the row's xmin: when it equals `known_version` the body is not sent,
+        so a caller holding that version re-serves its copy without moving the document.
+        """
+        row = await self.pool.fetchrow(
+            "SELECT ir.xmin::text::bigint AS version,"
+            " CASE WHEN ir.xmin::text::bigint = $4 THEN NULL ELSE ir.scan_result::text END AS body"
+            " FROM manifest m JOIN indexreport ir ON ir.manifest_id = m.id"
             " WHERE m.hash = $1 AND (SELECT count(*) FROM scanned_manifest sm"
             "   WHERE sm.manifest_id = m.id AND sm.scanner_id = ANY($2::bigint[])) = $3",
             digest,
             list(scanner_ids),
             len(scanner_ids),
+            known_version,
         )
-        return row.encode() if row is not None else None
+        if row is None:
+            return None
+        body = row["body"]
+        return int(row["version"]), body.encode() if body is not None else None
 
     async def report_json(self, digest: str) -> bytes | None:
         row = await self.pool.fetchval(
