@@ -36,8 +36,12 @@ async def _api_error(_: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        # Go's ServeMux answers unknown paths in plain text, and so does Clair.
-        return PlainTextResponse("404 page not found\n", status_code=404)
+        # Go's ServeMux answers unknown paths in plain text via http.Error, and so does Clair.
+        return PlainTextResponse(
+            "404 page not found\n",
+            status_code=404,
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
     if exc.status_code == 405:
         return error_response(405, f"method disallowed: {request.method}")
     return error_response(exc.status_code, str(exc.detail))

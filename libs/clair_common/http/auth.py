@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 
 import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -11,6 +13,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 INTRASERVICE_ISSUER = "clair-intraservice"
 _LEEWAY_SECONDS = 15
 _UNAUTHENTICATED_PATHS = frozenset({"/robots.txt"})
+
+
+@contextlib.contextmanager
+def _any_key_length() -> Iterator[None]:
+    # Clair accepts PSKs of any length; PyJWT warns on every call with a key shorter than the
+    # hash, which would flood logs (and fail under -W error). No await happens inside, so the
+    # process-wide warnings state is not observed by other tasks.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The HMAC key is")
+        yield
 
 
 class PSKVerifier:
@@ -27,13 +39,14 @@ class PSKVerifier:
         if scheme.lower() != "bearer" or not token:
             return False
         try:
-            claims = jwt.decode(
-                token.strip(),
-                self._key,
-                algorithms=["HS256"],
-                leeway=_LEEWAY_SECONDS,
-                options={"require": [], "verify_aud": False},
-            )
+            with _any_key_length():
+                claims = jwt.decode(
+                    token.strip(),
+                    self._key,
+                    algorithms=["HS256"],
+                    leeway=_LEEWAY_SECONDS,
+                    options={"require": [], "verify_aud": False},
+                )
         except jwt.PyJWTError:
             return False
         return claims.get("iss") in self._issuers
@@ -43,7 +56,8 @@ def sign(key: bytes, issuer: str, now: float | None = None) -> str:
     """A short-lived token as Clair's signer makes it (nbf a minute back, exp a minute on)."""
     t = int(now if now is not None else time.time())
     claims = {"iss": issuer, "iat": t, "nbf": t - 60, "exp": t + 60}
-    return jwt.encode(claims, key, algorithm="HS256")
+    with _any_key_length():
+        return jwt.encode(claims, key, algorithm="HS256")
 
 
 class PSKAuthMiddleware:

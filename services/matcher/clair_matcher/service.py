@@ -6,19 +6,25 @@ import uuid
 from collections.abc import Sequence
 
 from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, VulnerabilityReport
+from clair_common.vulnerable import Matcher, default_matchers
+from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
 
 
 class MatcherService:
-    def __init__(self, store: MatcherStore) -> None:
+    def __init__(self, store: MatcherStore, matchers: Sequence[Matcher] | None = None) -> None:
         self.store = store
+        # None: every matcher, as Clair does when `matchers.names` is unset.
+        self.matchers: Sequence[Matcher] = (
+            default_matchers() if matchers is None else list(matchers)
+        )
 
     async def initialized(self) -> bool:
         return await self.store.initialized()
 
     async def scan(self, report: IndexReport) -> VulnerabilityReport:
-        # Matching rules arrive with the updaters; until then nothing can match.
-        return VulnerabilityReport(index=report)
+        """Match the report; raises MatchError (HTTP 500) where Clair fails the report."""
+        return await match_report(self.store.pool, report, self.matchers)
 
     async def update_operations(
         self, kind: str = "vulnerability", *, latest: bool = False, updaters: Sequence[str] = ()
