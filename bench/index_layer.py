@@ -134,7 +134,8 @@ def main() -> None:
     registry = LocalRegistry(base_url, work / "registry" / "storage")
     try:
         print(
-            f"{'layer':<10}{'blob MiB':>9}{'(a) POST s':>12}{'(b) base s':>12}{'a/b':>7}{'RSS MiB':>9}"
+            f"{'layer':<10}{'blob MiB':>9}{'(a) POST s':>12}{'(b) base s':>12}{'a/b':>7}"
+            f"{'RSS MiB':>9}"
         )
         last: tuple[str, dict[str, object]] | None = None
         for label, size in (("small", args.small_mb), ("large", args.size_mb)):
