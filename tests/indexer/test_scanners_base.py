@@ -56,6 +56,7 @@ def test_default_scanner_names_kinds_and_ecosystems() -> None:
         ("oracle", "distribution", "rpm"),
         ("suse", "distribution", "rpm"),
         ("photon", "distribution", "rpm"),
+        ("rpm", "package", "rpm"),
         ("python", "package", "python"),
     }
     assert all(s.version for s in default_scanners())

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from clair_common import __version__
 from clair_common.http.errors import APIError
+from clair_common.http.negotiate import if_none_match
 from clair_common.http.routes import Operation
 from clair_common.http.schemas import COMPONENTS
 
@@ -74,6 +75,27 @@ def _operation(op: Operation) -> dict[str, Any]:
     return doc
 
 
+# What the notifier POSTs to `notifier.webhook.target` (Clair sends it as plain JSON).
+_WEBHOOKS = {
+    "notification": {
+        "post": {
+            "operationId": "NotificationWebhook",
+            "summary": "A new notification set is ready to be paged through",
+            "tags": ["notifier"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/NotificationWebhook"}
+                    }
+                },
+            },
+            "responses": {"200": {"description": "Delivered; any other status is retried"}},
+        }
+    }
+}
+
+
 def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
@@ -93,6 +115,7 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
             {"name": "internal", "description": "Internal endpoints, exempt from API stability."},
         ],
         "paths": paths,
+        "webhooks": _WEBHOOKS,
         "components": {
             "schemas": COMPONENTS,
             "securitySchemes": {"PSK": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
@@ -110,7 +133,7 @@ def openapi_route(operations: Sequence[Operation]) -> Route:
     async def endpoint(request: Request) -> Response:
         accept = request.headers.get("accept", "*/*")
         media = _negotiate(accept)
-        if request.headers.get("if-none-match") == etag:
+        if if_none_match(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
         body = as_yaml if media in _YAML_TYPES else as_json
         return Response(body, media_type=media, headers={"ETag": etag})

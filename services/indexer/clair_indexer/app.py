@@ -148,7 +148,7 @@ def build_operations(service: IndexerService) -> list[Operation]:
             "Delete the IndexReports of several manifests",
             "indexer",
             request_schema="BulkDelete",
-            responses={200: Reply("Deleted digests", "BulkDelete")},
+            responses={200: Reply("Deleted digests", "BulkDeleteResult")},
         ),
         Operation(
             "GET",

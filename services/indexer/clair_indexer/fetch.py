@@ -1,8 +1,9 @@
 """Layer download into a content-addressed disk cache, digest verified while streaming.
 
 The fetcher stores the *compressed* blob under `<cache>/<algo>/<hex>`; `clair_indexer.layer`
-decompresses and walks it.  A blob appears under its final name only after its digest matched,
-so anything found there (also after a restart) is trusted and reused without network.
+decompresses and walks it.  A blob appears under its final name only after its digest matched.
+Blobs are not fsynced on the indexing path (that cost more than the whole scan); instead a blob
+found on disk at start-up is re-hashed on its first use, so one torn by a crash is re-fetched.
 Concurrent fetches of one digest share a single download; callers pin what they use so the
 size-bounded LRU eviction never removes a blob that is being read.
 """
@@ -171,6 +172,7 @@ class _Entry:
     digest: str
     path: Path
     size: int
+    verified: bool
     compression: Compression
     refs: int = 0
 
@@ -256,6 +258,8 @@ class LayerFetcher:
                     log.warning("cached layer %s vanished from disk; fetching again", digest)
                     self._forget(entry)
                     continue
+                if not entry.verified and not await self._reverify(entry):
+                    continue
                 FETCH_REQUESTS.labels("hit").inc()
                 return self._pin(entry)
             flight = self._flights.get(digest)
@@ -293,6 +297,22 @@ class LayerFetcher:
         self._entries.clear()
         self._total_bytes = 0
 
+    async def _reverify(self, entry: _Entry) -> bool:
+        """Hashes a blob left by an earlier process; drops it when a crash tore it."""
+        entry.refs += 1  # nobody may evict it while we read it
+        try:
+            ok = await asyncio.to_thread(_file_matches, entry.path, entry.digest)
+        finally:
+            entry.refs -= 1
+        if ok:
+            entry.verified = True
+            return True
+        log.warning("cached layer %s failed its digest check; fetching again", entry.digest)
+        self._forget(entry)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+        return False
+
     # -- cache bookkeeping ------------------------------------------------------------------
 
     def _load_cache(self) -> None:
@@ -314,7 +334,10 @@ class LayerFetcher:
                 except (ModelError, OSError):
                     continue
                 found.append(
-                    (stat.st_mtime, _Entry(digest, Path(item.path), stat.st_size, compression))
+                    (
+                        stat.st_mtime,
+                        _Entry(digest, Path(item.path), stat.st_size, False, compression),
+                    )
                 )
         for _, entry in sorted(found, key=lambda pair: pair[0]):
             self._add(entry)
@@ -512,7 +535,7 @@ class LayerFetcher:
                         pending, pending_len = [], 0
                 if len(head) < 4:
                     _check_compression(declared, head, digest)
-                await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap, sync=True)
+                await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap)
                 size += pending_len
             if tap is not None:
                 tap.finish()
@@ -525,7 +548,7 @@ class LayerFetcher:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
             raise
-        return _Entry(digest, final, size, sniff_compression(head))
+        return _Entry(digest, final, size, True, sniff_compression(head))
 
 
 def _declared_or_error(content_type: str, digest: str) -> Compression | None:
@@ -548,16 +571,20 @@ class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-def _write(
-    out: IO[bytes], hasher: _Hasher, data: bytes, tap: StreamTap | None, sync: bool = False
-) -> None:
+def _write(out: IO[bytes], hasher: _Hasher, data: bytes, tap: StreamTap | None) -> None:
     hasher.update(data)
     if tap is not None:
         tap.feed(data)
     out.write(data)
-    if sync:
-        out.flush()
-        os.fsync(out.fileno())
+
+
+def _file_matches(path: Path, digest: str) -> bool:
+    algo, _, expected = digest.partition(":")
+    hasher = hashlib.new(algo)
+    with path.open("rb") as blob:
+        while chunk := blob.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest() == expected
 
 
 def _consume_tap(tap: StreamTap, consume: Callable[[BinaryIO], T]) -> T:

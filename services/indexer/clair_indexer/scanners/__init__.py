@@ -11,6 +11,7 @@ from .base import LayerFiles, Scanner, ScanResult, detector
 from .distributions import AlpineScanner, DebianScanner, UbuntuScanner
 from .dpkg import DistrolessScanner, DpkgScanner
 from .python import PythonScanner
+from .rpm import RpmScanner
 from .rpm_distributions import (
     AwsScanner,
     OracleScanner,
@@ -31,6 +32,7 @@ __all__ = [
     "PhotonScanner",
     "PythonScanner",
     "RhelScanner",
+    "RpmScanner",
     "ScanResult",
     "Scanner",
     "SuseScanner",
@@ -42,12 +44,13 @@ __all__ = [
 
 
 def rpm_package_scanners() -> list[Scanner]:
-    """The rpm family's package scanners (`rpm`, ecosystem "rpm"; `rhel-package-scanner`,
-    ecosystem "rhel") and the `rhel-repository-scanner`.
+    """The rpm family's package scanners.
 
-    Placeholder: another module provides them; wire them in here.
+    One `rpm` scanner reads every rpm database (sqlite, Berkeley DB, ndb); the distribution
+    found beside it (RHEL, Amazon, Oracle, SUSE, Photon) tells the matchers apart. RHEL's
+    repository CPEs (`rhel-repository-scanner`) come with the RHEL matcher.
     """
-    return []
+    return [RpmScanner()]
 
 
 def default_scanners() -> list[Scanner]:
