@@ -7,7 +7,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.registry"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.registry", "tests.fixtures.feeds"]
 
 
 def data_root() -> Path:

@@ -46,6 +46,10 @@ SYSTEM_TOOLS: tuple[SystemTool, ...] = (
     SystemTool("nginx", ("nginx",), ("nginx-light", "nginx")),
     SystemTool("xz", ("xz",), ("xz-utils",)),
     SystemTool("bzip2", ("bzip2",), ("bzip2",)),
+    # Writes real Berkeley DB rpm databases for the rpm reader's tests.
+    SystemTool("Berkeley DB utilities", ("db5.3_load",), ("db5.3-util",)),
+    # Load generator of the benchmarks under bench/.
+    SystemTool("wrk", ("wrk",), ("wrk",)),
 )
 
 

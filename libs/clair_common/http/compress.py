@@ -77,9 +77,18 @@ class CompressionMiddleware:
         start: Message | None = None
         chunks: list[bytes] = []
 
+        passthrough = False
+
         async def buffered_send(message: Message) -> None:
-            nonlocal start
+            nonlocal start, passthrough
+            if passthrough:
+                await send(message)
+                return
             if message["type"] == "http.response.start":
+                if any(name == b"content-encoding" for name, _ in message.get("headers", ())):
+                    passthrough = True  # the route compressed it already (cached reports)
+                    await send(message)
+                    return
                 start = message
                 return
             if message["type"] != "http.response.body" or start is None:

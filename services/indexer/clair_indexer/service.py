@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ log = logging.getLogger("clair.indexer")
 WHITEOUT_SCANNER = ScannerRow("whiteout", "1", "file")
 # Finished reports kept in memory for re-POSTs (validated against the row version each time).
 REPORT_CACHE_BYTES = 64 << 20
+REPORT_FRESHNESS = 1.0  # seconds a validated cached report is served without asking again
 
 
 class IndexFailed(Exception):
@@ -78,7 +80,8 @@ class IndexerService:
         self._state = index_state([*self._rows, WHITEOUT_SCANNER])
         self._registered: list[_Registered] = []
         self._scan_slots = asyncio.Semaphore(max(1, layer_scan_concurrency))
-        self._reports: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        # digest → (row version, report JSON, when last validated against the database)
+        self._reports: OrderedDict[str, tuple[int, bytes, float]] = OrderedDict()
         self._reports_bytes = 0
         self._encoded: dict[str, dict[str, bytes]] = {}
 
@@ -141,29 +144,39 @@ class IndexerService:
 
     async def _finished(self, digest: str) -> bytes | None:
         cached = self._reports.get(digest)
+        now = time.monotonic()
+        if cached is not None and now - cached[2] < REPORT_FRESHNESS:
+            # Validated a moment ago: a re-POST racing a delete on another replica could have
+            # been served just before that delete anyway.
+            return cached[1]
         found = await self.store.finished_report(
             digest, self._scanner_ids, cached[0] if cached else None
         )
         if found is None:
+            self._forget(digest)
             return None
         version, body = found
         if body is None and cached is not None:
+            self._reports[digest] = (version, cached[1], now)
             self._reports.move_to_end(digest)
             return cached[1]
         assert body is not None
-        self._remember(digest, version, body)
+        self._remember(digest, version, body, now)
         return body
 
-    def _remember(self, digest: str, version: int, body: bytes) -> None:
-        """Keeps recent finished reports, bounded by total size."""
+    def _forget(self, digest: str) -> None:
         old = self._reports.pop(digest, None)
         self._encoded.pop(digest, None)
         if old is not None:
             self._reports_bytes -= len(old[1])
-        self._reports[digest] = (version, body)
+
+    def _remember(self, digest: str, version: int, body: bytes, now: float) -> None:
+        """Keeps recent finished reports, bounded by total size."""
+        self._forget(digest)
+        self._reports[digest] = (version, body, now)
         self._reports_bytes += len(body)
         while self._reports_bytes > REPORT_CACHE_BYTES and self._reports:
-            gone, (_, evicted) = self._reports.popitem(last=False)
+            gone, (_, evicted, _) = self._reports.popitem(last=False)
             self._encoded.pop(gone, None)
             self._reports_bytes -= len(evicted)
 
@@ -261,6 +274,7 @@ class IndexerService:
     async def delete_manifests(self, digests: Sequence[str]) -> list[str]:
         deleted = []
         for digest in digests:
+            self._forget(digest)
             if await self.store.delete_manifest(digest):
                 deleted.append(digest)
         return deleted

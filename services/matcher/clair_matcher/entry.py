@@ -8,11 +8,14 @@ from typing import Any
 
 from starlette.middleware import Middleware
 
+from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
 from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
+from clair_common.vulnerable import default_matchers
 from clair_matcher.app import build_operations
+from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.service import MatcherService
 from clair_matcher.store import MatcherStore
 
@@ -26,9 +29,11 @@ class RunningMatcher:
     middleware: Sequence[Middleware] = ()
     resources: list[Any] = field(default_factory=list)
     name: str = "matcher"
+    scheduler: UpdateScheduler | None = None
 
     async def ready(self) -> None:
-        return None
+        if self.scheduler is not None:
+            self.scheduler.start()  # updaters: first run now, then every matcher.period
 
     async def close(self) -> None:
         for res in reversed(self.resources):
@@ -42,10 +47,14 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_matcher")
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libvuln")
-    service = MatcherService(MatcherStore(pool))
+    matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
+    service = MatcherService(MatcherStore(pool), matchers)
     cache_age = int(cfg.cache_age.total_seconds())
+    locks = AdvisoryLocks(ctx.dsn)
+    scheduler = UpdateScheduler.from_config(ctx.config, pool, locks)
     return RunningMatcher(
         api=service,
         operations=build_operations(service, ctx.indexer, cache_age),
-        resources=[pool],
+        resources=[pool, locks, scheduler],  # closed in reverse: the scheduler first
+        scheduler=scheduler,
     )

@@ -50,9 +50,13 @@ CREATE TABLE vuln (
 );
 CREATE INDEX vuln_package_name ON vuln (package_name, package_kind);
 
+-- The link tables carry no foreign keys: a per-row check costs as much as the link itself on
+-- a million-row snapshot. Deleting an operation (or a vuln / enrichment) removes its links
+-- through the statement-level triggers below, and ingest.py keeps garbage collection from
+-- deleting rows an update is linking (an advisory lock).
 CREATE TABLE uo_vuln (
-    uo bigint NOT NULL REFERENCES update_operation (id) ON DELETE CASCADE,
-    vuln bigint NOT NULL REFERENCES vuln (id) ON DELETE CASCADE,
+    uo bigint NOT NULL,
+    vuln bigint NOT NULL,
     PRIMARY KEY (uo, vuln)
 );
 CREATE INDEX uo_vuln_vuln ON uo_vuln (vuln, uo);
@@ -67,11 +71,36 @@ CREATE TABLE enrichment (
 CREATE INDEX enrichment_tags ON enrichment USING gin (tags);
 
 CREATE TABLE uo_enrich (
-    uo bigint NOT NULL REFERENCES update_operation (id) ON DELETE CASCADE,
-    enrich bigint NOT NULL REFERENCES enrichment (id) ON DELETE CASCADE,
+    uo bigint NOT NULL,
+    enrich bigint NOT NULL,
     PRIMARY KEY (uo, enrich)
 );
 CREATE INDEX uo_enrich_enrich ON uo_enrich (enrich, uo);
+
+CREATE FUNCTION update_operation_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM uo_vuln WHERE uo IN (SELECT id FROM gone);
+    DELETE FROM uo_enrich WHERE uo IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER update_operation_unlink AFTER DELETE ON update_operation
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION update_operation_unlink();
+
+CREATE FUNCTION vuln_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM uo_vuln WHERE vuln IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER vuln_unlink AFTER DELETE ON vuln
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION vuln_unlink();
+
+CREATE FUNCTION enrichment_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM uo_enrich WHERE enrich IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER enrichment_unlink AFTER DELETE ON enrichment
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION enrichment_unlink();
 
 CREATE TABLE updater_status (
     updater_name text PRIMARY KEY,

@@ -1,0 +1,313 @@
+"""All write SQL of updater runs: snapshots of vulnerabilities, updater status, retention GC.
+
+An update is one transaction (clair-api.md 7.1): create the update operation, stream the
+records in batches through COPY into a temporary table, insert-or-ignore them into `vuln` by
+content hash, link every record of the snapshot to the new operation, point
+`latest_update_operation` at it. A failure anywhere rolls all of it back, so the previous
+operation stays the latest and nothing partial is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+import asyncpg
+import orjson
+
+from clair_common.db.locks import lock_key
+from clair_common.models import ZERO_TIME, Vulnerability
+
+log = logging.getLogger("clair.matcher.ingest")
+
+BATCH_SIZE = 10_000
+GC_THROTTLE = 50
+KIND_VULNERABILITY = "vulnerability"
+# Link tables have no foreign keys (see the migration), so an update that links an existing
+# row and a GC deleting that row as unlinked must not overlap.
+LINKING_LOCK = lock_key("matcher:linking")
+
+# Staged columns, in COPY order; `updater` is constant per run and added on insert.
+STAGE_COLUMNS = (
+    "hash",
+    "name",
+    "description",
+    "issued",
+    "links",
+    "severity",
+    "normalized_severity",
+    "package_name",
+    "package_version",
+    "package_module",
+    "package_arch",
+    "package_kind",
+    "dist_id",
+    "dist_name",
+    "dist_version",
+    "dist_version_code_name",
+    "dist_version_id",
+    "dist_arch",
+    "dist_cpe",
+    "dist_pretty_name",
+    "repo_name",
+    "repo_key",
+    "repo_uri",
+    "fixed_in_version",
+    "arch_operation",
+    "version_kind",
+    "vulnerable_range",
+)
+_STAGE_LIST = ", ".join(STAGE_COLUMNS)
+
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE vuln_stage ON COMMIT DROP AS SELECT {_STAGE_LIST} FROM vuln WITH NO DATA"
+)
+
+# New rows come back from `fresh`; rows that already existed are found by a per-row index
+# probe in `known` (a scalar subquery: a join gets planned as a scan of all of `vuln` per
+# batch), which cannot see `fresh`'s inserts. ON CONFLICT absorbs duplicates within a run.
+_LINK_BATCH = f"""
+WITH fresh AS (
+    INSERT INTO vuln (updater, {_STAGE_LIST})
+    SELECT $2::text, {_STAGE_LIST} FROM vuln_stage
+    ON CONFLICT (hash) DO NOTHING
+    RETURNING id
+), known AS MATERIALIZED (
+    SELECT (SELECT v.id FROM vuln v WHERE v.hash = s.hash) AS id FROM vuln_stage s
+), linked AS (
+    INSERT INTO uo_vuln (uo, vuln)
+    SELECT $1::bigint, id FROM fresh
+    UNION ALL
+    SELECT $1::bigint, id FROM known WHERE id IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fresh) AS inserted, (SELECT count(*) FROM linked) AS linked
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    ref: str
+    uo_id: int
+    records: int  # rows staged (records without a package name are not counted)
+    inserted: int  # rows new to `vuln`
+    linked: int  # distinct vulns linked to the new operation
+
+
+@lru_cache(maxsize=4096)
+def _timestamp(text: str) -> datetime | None:
+    if not text or text == ZERO_TIME:
+        return None
+    return datetime.fromisoformat(text)
+
+
+def _range_json(value: dict[str, str] | None) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if value else ""
+
+
+def vuln_row(v: Vulnerability, updater: str) -> tuple[Any, ...] | None:
+    """The staged row of one record, content hash first; None when it names no package."""
+    pkg = v.package
+    if pkg is None or not pkg.name:
+        return None
+    d, r = v.distribution, v.repository
+    values = (
+        v.name,
+        v.description,
+        v.issued,
+        v.links,
+        v.severity,
+        v.normalized_severity,
+        pkg.name,
+        pkg.version,
+        pkg.module,
+        pkg.arch,
+        pkg.kind,
+        d.did if d else "",
+        d.name if d else "",
+        d.version if d else "",
+        d.version_code_name if d else "",
+        d.version_id if d else "",
+        d.arch if d else "",
+        d.cpe if d else "",
+        d.pretty_name if d else "",
+        r.name if r else "",
+        r.key if r else "",
+        r.uri if r else "",
+        v.fixed_in_version,
+        v.arch_op,
+        "",
+    )
+    # Every identity field (clair-api.md 4.2), plus the updater so that two feeds never
+    # share a row; NUL-separated so that adjacent fields cannot run together.
+    digest = hashlib.blake2b(
+        "\0".join((updater, *values, _range_json(v.range))).encode(), digest_size=16
+    ).digest()
+    return (digest, *values[:2], _timestamp(v.issued), *values[3:], v.range or None)
+
+
+def _rows(batch: Sequence[Vulnerability], updater: str) -> list[tuple[Any, ...]]:
+    return [row for row in (vuln_row(v, updater) for v in batch) if row is not None]
+
+
+async def _row_batches(
+    vulns: Iterable[Vulnerability] | AsyncIterable[Vulnerability], updater: str, size: int
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+    """Batches of staged rows; a plain iterator is drained in a worker thread (parsing and
+    hashing are CPU work) so the event loop keeps serving requests meanwhile."""
+    if isinstance(vulns, AsyncIterable):
+        pending: list[Vulnerability] = []
+        async for v in vulns:
+            pending.append(v)
+            if len(pending) >= size:
+                yield _rows(pending, updater)
+                pending = []
+        if pending:
+            yield _rows(pending, updater)
+        return
+    it: Iterator[Vulnerability] = iter(vulns)
+
+    def next_batch() -> tuple[list[tuple[Any, ...]], bool]:
+        batch = list(islice(it, size))
+        return _rows(batch, updater), len(batch) < size
+
+    # The next batch is built while the caller writes the current one (hashing is CPU work,
+    # the writes wait on the database).
+    pending_batch = asyncio.ensure_future(asyncio.to_thread(next_batch))
+    try:
+        while True:
+            rows, last = await pending_batch
+            if not last:
+                pending_batch = asyncio.ensure_future(asyncio.to_thread(next_batch))
+            if rows:
+                yield rows
+            if last:
+                return
+    finally:
+        if not pending_batch.done():
+            # Let the worker finish its batch: the iterator must not be abandoned mid-call.
+            await asyncio.wait([pending_batch])
+        if not pending_batch.cancelled():
+            pending_batch.exception()  # retrieved, so an abandoned failure is not reported
+
+
+async def update_vulnerabilities(
+    pool: asyncpg.Pool,
+    updater: str,
+    fingerprint: str,
+    vulns: Iterable[Vulnerability] | AsyncIterable[Vulnerability],
+    *,
+    batch_size: int = BATCH_SIZE,
+) -> IngestResult:
+    """Stores a complete snapshot as a new update operation of `updater`, atomically."""
+    records = inserted = linked = 0
+    async with pool.acquire() as conn, conn.transaction():
+        # Shared with other updates; garbage collection needs it exclusively to delete rows.
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
+        uo = await conn.fetchrow(
+            "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
+            " RETURNING id, ref",
+            updater,
+            fingerprint,
+            KIND_VULNERABILITY,
+        )
+        await conn.execute(_CREATE_STAGE)
+        async with contextlib.aclosing(_row_batches(vulns, updater, batch_size)) as batches:
+            async for rows in batches:
+                await conn.copy_records_to_table("vuln_stage", records=rows, columns=STAGE_COLUMNS)
+                counts = await conn.fetchrow(_LINK_BATCH, uo["id"], updater)
+                await conn.execute("TRUNCATE vuln_stage")
+                records += len(rows)
+                inserted += counts["inserted"]
+                linked += counts["linked"]
+        await conn.execute(
+            "INSERT INTO latest_update_operation (updater, kind, uo_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (updater, kind) DO UPDATE SET uo_id = EXCLUDED.uo_id",
+            updater,
+            KIND_VULNERABILITY,
+            uo["id"],
+        )
+    return IngestResult(str(uo["ref"]), uo["id"], records, inserted, linked)
+
+
+async def latest_fingerprint(
+    pool: asyncpg.Pool, updater: str, kind: str = KIND_VULNERABILITY
+) -> str:
+    """Fingerprint of the updater's newest operation ("" when it has none)."""
+    value = await pool.fetchval(
+        "SELECT u.fingerprint FROM latest_update_operation l"
+        " JOIN update_operation u ON u.id = l.uo_id WHERE l.updater = $1 AND l.kind = $2",
+        updater,
+        kind,
+    )
+    return str(value) if value is not None else ""
+
+
+async def record_status(
+    pool: asyncpg.Pool, updater: str, *, fingerprint: str, error: str | None
+) -> None:
+    """One row per updater: the last attempt, and the last success when this one succeeded."""
+    ok = error is None
+    await pool.execute(
+        "INSERT INTO updater_status AS s (updater_name, last_attempt, last_success,"
+        " last_run_succeeded, last_attempt_fingerprint, last_error)"
+        " VALUES ($1, now(), CASE WHEN $2 THEN now() END, $2, $3, $4)"
+        " ON CONFLICT (updater_name) DO UPDATE SET last_attempt = EXCLUDED.last_attempt,"
+        " last_success = COALESCE(EXCLUDED.last_success, s.last_success),"
+        " last_run_succeeded = EXCLUDED.last_run_succeeded,"
+        " last_attempt_fingerprint = EXCLUDED.last_attempt_fingerprint,"
+        " last_error = EXCLUDED.last_error",
+        updater,
+        ok,
+        fingerprint,
+        error or "",
+    )
+
+
+async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC_THROTTLE) -> int:
+    """Keeps the newest `retention` operations per updater and kind, deleting at most
+    `throttle` older ones per call (oldest first), then rows no operation links any more.
+    Returns how many eligible operations remain; retention 0 turns GC off."""
+    if retention <= 0:
+        return 0
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            eligible = await conn.fetch(
+                "SELECT id FROM (SELECT id, row_number() OVER"
+                " (PARTITION BY updater, kind ORDER BY id DESC) AS rn FROM update_operation) r"
+                " WHERE rn > $1 AND id NOT IN (SELECT uo_id FROM latest_update_operation)"
+                " ORDER BY id",
+                retention,
+            )
+            doomed = [r["id"] for r in eligible[:throttle]]
+            if doomed:
+                await conn.execute("DELETE FROM update_operation WHERE id = ANY($1)", doomed)
+        async with conn.transaction():
+            # Skipped while an update is in flight (it may be linking these rows); the next
+            # collection gets them.
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LINKING_LOCK):
+                log.debug("gc: updates in flight; unlinked rows left for the next run")
+                return len(eligible) - len(doomed)
+            vulns = await conn.execute(
+                "DELETE FROM vuln v WHERE NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
+            )
+            enrichments = await conn.execute(
+                "DELETE FROM enrichment e"
+                " WHERE NOT EXISTS (SELECT 1 FROM uo_enrich l WHERE l.enrich = e.id)"
+            )
+    log.debug(
+        "gc: deleted %d operations, %s vulns, %s enrichments",
+        len(doomed),
+        vulns.split()[-1],
+        enrichments.split()[-1],
+    )
+    return len(eligible) - len(doomed)

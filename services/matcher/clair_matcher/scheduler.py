@@ -1,0 +1,197 @@
+"""Periodic updater runs (clair-api.md 7.1): at start, then every `matcher.period` plus jitter.
+
+Every replica runs the loop; each updater runs under the advisory lock `updater:<name>`, so
+one replica does the work and the others skip it. Per run: discover the enabled sets, run
+the updaters with bounded concurrency, record each outcome in `updater_status`, then collect
+garbage under `garbage-collection`. A failing updater is logged as one line and never stops
+the others, the loop or the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import aiohttp
+import asyncpg
+
+from clair_common.db.locks import AdvisoryLocks
+from clair_matcher.ingest import (
+    collect_garbage,
+    latest_fingerprint,
+    record_status,
+    update_vulnerabilities,
+)
+from clair_matcher.updaters import UnchangedType, Updater, UpdaterSetFactory
+from clair_matcher.updaters.registry import build_factories, discover
+
+log = logging.getLogger("clair.matcher.updates")
+
+DEFAULT_CONCURRENCY = 10
+JITTER_SECONDS = 0.06  # Clair's loop adds a tiny random delay too
+USER_AGENT = "clair/v4 (clair-py)"
+
+Outcome = Literal["updated", "unchanged", "failed", "skipped"]
+
+
+@dataclass(slots=True)
+class RunReport:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    gc_ran: bool = False
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class UpdateScheduler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        locks: AdvisoryLocks,
+        *,
+        sets: Sequence[str],
+        config: Mapping[str, Any],
+        period: timedelta,
+        retention: int,
+        disabled: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        factories: Sequence[UpdaterSetFactory] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.locks = locks
+        self.config = config
+        self.period = period
+        self.retention = retention
+        self.disabled = disabled
+        self.concurrency = max(1, concurrency)
+        self._config_errors: dict[str, str] = {}
+        if factories is None:
+            factories, self._config_errors = build_factories([] if disabled else sets, config)
+        self.factories = list(factories)
+        self._client: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, pool: asyncpg.Pool, locks: AdvisoryLocks) -> UpdateScheduler:
+        """From a validated clair_common Config (its `matcher` and `updaters` sections)."""
+        return cls(
+            pool,
+            locks,
+            sets=cfg.updaters.sets,
+            config=cfg.updaters.config,
+            period=cfg.matcher.period,
+            retention=cfg.matcher.update_retention,
+            disabled=cfg.matcher.disable_updaters,
+        )
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._client
+
+    async def run_once(self) -> RunReport:
+        report = RunReport()
+        if self.disabled:
+            return report
+        for name, reason in self._config_errors.items():
+            log.error("updater set %s failed: %s", name, reason)
+            report.errors[name] = reason
+        client = self._session()
+        found = await discover(self.factories, client, self.config)
+        for name, reason in found.errors.items():
+            log.error("updater %s failed: %s", name, reason)
+            report.errors[name] = reason
+            report.outcomes[name] = "failed"
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run(updater: Updater) -> None:
+            async with gate:
+                report.outcomes[updater.name] = await self.run_updater(updater, client, report)
+
+        await asyncio.gather(*(run(u) for u in found.updaters))
+        async with self.locks.try_hold("garbage-collection") as held:
+            if held:
+                try:
+                    remaining = await collect_garbage(self.pool, self.retention)
+                    report.gc_ran = True
+                    if remaining:
+                        log.info("gc: %d old update operations left for later runs", remaining)
+                except Exception as exc:
+                    log.error("garbage collection failed: %s", one_line(exc))
+        return report
+
+    async def run_updater(
+        self, updater: Updater, client: aiohttp.ClientSession, report: RunReport | None = None
+    ) -> Outcome:
+        async with self.locks.try_hold(f"updater:{updater.name}") as held:
+            if not held:
+                return "skipped"
+            prev = ""
+            try:
+                prev = await latest_fingerprint(self.pool, updater.name)
+                fetched = await updater.fetch(client, prev)
+                if isinstance(fetched, UnchangedType):
+                    await record_status(self.pool, updater.name, fingerprint=prev, error=None)
+                    return "unchanged"
+                try:
+                    result = await update_vulnerabilities(
+                        self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                    )
+                finally:
+                    await asyncio.to_thread(fetched.discard)
+                await record_status(
+                    self.pool, updater.name, fingerprint=fetched.fingerprint, error=None
+                )
+                log.info(
+                    "updater %s: new update operation %s (%d records, %d new)",
+                    updater.name,
+                    result.ref,
+                    result.records,
+                    result.inserted,
+                )
+                return "updated"
+            except Exception as exc:
+                reason = one_line(exc)
+                log.error("updater %s failed: %s", updater.name, reason)
+                if report is not None:
+                    report.errors[updater.name] = reason
+                with contextlib.suppress(Exception):
+                    await record_status(self.pool, updater.name, fingerprint=prev, error=reason)
+                return "failed"
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # the loop outlives any single run
+                log.error("update run failed: %s", one_line(exc))
+            delay = self.period.total_seconds() + random.uniform(0, JITTER_SECONDS)
+            await asyncio.sleep(delay)
+
+    def start(self) -> None:
+        """Starts the background loop (first run immediately); no-op when updaters are off."""
+        if self.disabled or self._task is not None:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="clair-updates")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
