@@ -8,7 +8,6 @@ orders), each read back by `rpm -qa`.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 import time
@@ -17,12 +16,19 @@ from pathlib import Path
 import pytest
 
 from clair_indexer.rpmdb import RpmPackage, detect_kind, header_blobs, read_packages
+from tests.fixtures.rpmbuild import (
+    SourceRpm,
+    install_rpms,
+    require_tool,
+    session_builder,
+)
 
 AL2023 = "layers/amazonlinux-2023-rpm-go-rpmdb"
 MARINER = "layers/cbl-mariner-2.0-rpm-go-rpmdb"
 SLE15 = "layers/sle15-bci-rpm-go-rpmdb"
 LIBUUID = "layers/libuuid-bdb-rpm-go-rpmdb"
 SQLITE_DB = "var/lib/rpm/rpmdb.sqlite"
+TINY_MODULE = "nodejs:18:8080020230126123456:abcdef12"
 
 Row = tuple[str, str, str, str, str, str, str]
 _NONE = "(none)"
@@ -61,13 +67,6 @@ def tsv_rows(text: str) -> list[Row]:
             name, epoch, version, release, arch, srpm, module = map(_field, line.split("\t"))
             rows.append((name, epoch, version, release, arch, srpm, module))
     return sorted(rows)
-
-
-def require_tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is needed as the oracle (apt-get install {package})")
-    return path
 
 
 def rpm_query(dbpath: Path, backend: str) -> list[Row]:
@@ -192,62 +191,20 @@ def test_bdb_written_by_libdb_equals_rpm_qa(
     assert elapsed < 2.0
 
 
-SPEC = """\
-Name: {name}
-{epoch}Version: {version}
-Release: {release}
-Summary: test package
-License: MIT
-BuildArch: noarch
-%description
-test package
-%files
-{subpackage}
-"""
-SUBPACKAGE = """\
-%package -n {name}
-Summary: subpackage
-%description -n {name}
-subpackage
-%files -n {name}
-"""
-
-
-def build_rpms(workdir: Path) -> list[Path]:
-    """Tiny noarch rpms: an epoch and a modularity label; a subpackage whose name differs from
-    its SOURCERPM; an explicit epoch 0; no epoch at all."""
-    require_tool("rpmbuild", "rpm")
-    specs = [
-        ("tiny-module", "Epoch: 3\n", "1.2", "4.el9", "nodejs:18:8080020230126123456:abcdef12", ""),
-        ("tiny-src", "", "2.0~rc1", "1", "", SUBPACKAGE.format(name="libtiny-other")),
-        ("tiny-zero", "Epoch: 0\n", "0.9", "7.fc40", "", ""),
-    ]
-    for name, epoch, version, release, module, sub in specs:
-        spec = workdir / f"{name}.spec"
-        spec.write_text(
-            SPEC.format(name=name, epoch=epoch, version=version, release=release, subpackage=sub)
-        )
-        defines = ["--define", f"_topdir {workdir / 'top'}"]
-        if module:
-            defines += ["--define", f"modularitylabel {module}"]
-        subprocess.run(["rpmbuild", "-bb", *defines, str(spec)], check=True, capture_output=True)
-    return sorted((workdir / "top" / "RPMS").rglob("*.rpm"))
+# Tiny noarch rpms: an epoch and a modularity label; a subpackage whose name differs from its
+# SOURCERPM; an explicit epoch 0; no epoch at all.
+TINY_SOURCES = (
+    SourceRpm("tiny-module", "1.2", "4.el9", epoch=3, modularity_label=TINY_MODULE),
+    SourceRpm("tiny-src", "2.0~rc1", "1", binaries=("tiny-src", "libtiny-other")),
+    SourceRpm("tiny-zero", "0.9", "7.fc40", epoch=0),
+)
 
 
 @pytest.fixture(scope="module")
 def built_rpmdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sqlite rpmdb with the tiny rpms installed by real rpm (`--justdb`); its directory."""
-    workdir = tmp_path_factory.mktemp("rpmbuild")
-    rpms = build_rpms(workdir)
-    root = workdir / "root"
-    subprocess.run(
-        ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
-        + ["--define", "_db_backend sqlite", "-i", "--nodeps", "--justdb", "--noscripts"]
-        + [str(p) for p in rpms],
-        check=True,
-        capture_output=True,
-    )
-    return root / "var/lib/rpm"
+    rpms = session_builder(tmp_path_factory).build(TINY_SOURCES)
+    return install_rpms(rpms, tmp_path_factory.mktemp("rpmbuild") / "root")
 
 
 def test_built_packages_equal_rpm_qa(built_rpmdb: Path) -> None:

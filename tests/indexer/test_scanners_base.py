@@ -57,6 +57,7 @@ def test_default_scanner_names_kinds_and_ecosystems() -> None:
         ("suse", "distribution", "rpm"),
         ("photon", "distribution", "rpm"),
         ("rpm", "package", "rpm"),
+        ("rhel-repository-scanner", "repository", "rhel"),
         ("python", "package", "python"),
     }
     assert all(s.version for s in default_scanners())

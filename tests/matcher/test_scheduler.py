@@ -56,7 +56,7 @@ async def make_scheduler(
         scheduler = UpdateScheduler(
             matcher_pool,
             locks,
-            sets=["alpine", "osv", "debian"],  # debian has no implementation yet: skipped
+            sets=["alpine", "osv"],
             config={"alpine": {"url": serve.url}, "osv": {"url": serve.url}},
             period=timedelta(hours=6),
             retention=retention,

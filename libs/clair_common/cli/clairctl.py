@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+# Services add subcommands through this entry-point group (`register(subparsers)`), so this
+# package never imports a service (e.g. clair_matcher.airgap: export-/import-updaters).
+SUBCOMMAND_GROUP = "clair.clairctl"
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -27,16 +33,23 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clairctl", description="Clair administration")
     parser.add_argument("-D", "--debug", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument(
+        "-c", "--config", default=None, help="config file (default config.yaml, env CLAIR_CONF)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-config", help="print the merged config, or its errors")
     check.add_argument("-o", "--output", choices=["json", "yaml"], default="yaml")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_check_config)
+    for ep in sorted(entry_points(group=SUBCOMMAND_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)
     return result
 

@@ -3,13 +3,10 @@
 ``packaging.version.Version`` is the reference implementation of PEP 440 and is exact, so it
 is used as is; parses are cached because matching compares the same versions many times.
 
-:func:`normalized` reproduces claircore's ``pep440.Version.Version()`` (pkg/pep440), which
-packs a version into the ten int32 slots of ``claircore.Version`` so the database can filter
-ranges without knowing the scheme. The slots are: epoch, five release components (missing ones
-0, extra ones dropped), pre-release label (a=-3, b=-2, rc=-1), pre-release number, post
-number, dev number. A dev release without pre or post moves into the label slot as
-``INT32_MIN + dev`` so it sorts below every pre-release; otherwise it is stored as ``-dev``.
-Numbers are truncated to int32 exactly like Go's ``int32(n)``.
+:func:`normalized` gives claircore's ``normalized_version`` (``"pep440:"`` and the ten int32
+slots of :mod:`clair_common.versions.claircore_pep440`), filled from this strict parse: it
+raises for what is not PEP 440 and reads ``1.0alpha1`` as ``1.0a1``, where claircore's
+lenient, unanchored regex (what the python scanner and matcher use) reads ``1.0a0``.
 """
 
 from __future__ import annotations
@@ -18,13 +15,9 @@ from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["is_valid", "normalized", "normalized_slots", "parse"]
+from clair_common.versions.claircore_pep440 import ClaircoreVersion
 
-_KIND = "pep440"
-_SLOTS = 10
-_RELEASE_SLOTS = 5
-_PRE_LABEL = {"a": -3, "b": -2, "rc": -1}
-_INT32_MIN = -(2**31)
+__all__ = ["is_valid", "normalized", "normalized_slots", "parse"]
 
 
 @lru_cache(maxsize=65536)
@@ -45,35 +38,25 @@ def is_valid(version: str) -> bool:
     return True
 
 
-def _int32(number: int) -> int:
-    """Go's int32(n) conversion: keep the low 32 bits, two's complement."""
-    return (number - _INT32_MIN) % 2**32 + _INT32_MIN
+def _as_claircore(version: str) -> ClaircoreVersion:
+    parsed = parse(version)
+    pre_label, pre_number = parsed.pre if parsed.pre is not None else ("", 0)
+    return ClaircoreVersion(
+        epoch=parsed.epoch,
+        release=parsed.release,
+        pre_label=pre_label,
+        pre_number=pre_number,
+        post=parsed.post or 0,
+        dev=parsed.dev or 0,
+    )
 
 
 def normalized_slots(version: str) -> tuple[int, ...]:
     """The ten integers of claircore's ``Version`` for a PEP 440 version."""
-    parsed = parse(version)
-    slots = [0] * _SLOTS
-    slots[0] = _int32(parsed.epoch)
-    for index, number in enumerate(parsed.release[:_RELEASE_SLOTS]):
-        slots[1 + index] = _int32(number)
-    if parsed.pre is not None:
-        label, number = parsed.pre
-        slots[6] = _PRE_LABEL[label]
-        slots[7] = _int32(number)
-    post = parsed.post or 0
-    slots[8] = _int32(post)
-    # claircore cannot tell "dev0" from "no dev release"; neither can its slots.
-    dev = parsed.dev or 0
-    if dev != 0:
-        if post != 0 or slots[6] != 0:
-            slots[9] = _int32(-_int32(dev))
-        else:
-            slots[6] = _int32(_INT32_MIN + _int32(dev))
-    return tuple(slots)
+    return _as_claircore(version).slots()
 
 
 @lru_cache(maxsize=65536)
 def normalized(version: str) -> str:
     """Clair's ``normalized_version`` string, e.g. ``"pep440:0.1.2.0.0.0.0.0.0.0"`` for 1.2."""
-    return _KIND + ":" + ".".join(str(slot) for slot in normalized_slots(version))
+    return _as_claircore(version).normalized

@@ -1,4 +1,8 @@
-"""Just enough CPE for the RHEL matcher: unbinding, the FS binding, and name comparison.
+"""CPE names for the whole project: unbinding, the 2.3 formatted-string binding, comparison.
+
+The indexer reports CPEs bound to formatted strings (:func:`to_formatted_string`, what
+claircore writes for an os-release ``cpe:/o:redhat:enterprise_linux:8``); the RHEL matcher
+unbinds them (:func:`parse`) and compares.
 
 Values are kept in a canonical form: literal characters as themselves, except that a literal
 ``*`` or ``?`` is written ``\\*`` / ``\\?`` so that an unescaped ``*`` or ``?`` is always a
@@ -12,8 +16,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import unquote
 
-__all__ = ["CPE", "CPEError", "is_superset", "parse", "substring_match"]
+__all__ = [
+    "ANY",
+    "ATTRIBUTES",
+    "CPE",
+    "NA",
+    "CPEError",
+    "is_superset",
+    "parse",
+    "substring_match",
+    "to_formatted_string",
+]
 
 ATTRIBUTES = 11  # part vendor product version update edition language sw_edition tsw thw other
 ANY = "*"
@@ -92,28 +107,64 @@ def _from_uri_value(raw: str) -> str:
     return _PERCENT.sub(decode, raw)
 
 
+def _fs_fields(text: str) -> list[str] | None:
+    """The eleven raw fields of a formatted string (missing ones ``""``), or None if not one.
+
+    Fewer than eleven attributes are padded, as claircore's unbinder does.
+    """
+    if not text.startswith("cpe:2.3:"):
+        return None
+    fields = _FS_SPLIT.split(text[len("cpe:2.3:") :])
+    if len(fields) > ATTRIBUTES:
+        raise CPEError(f"too many attributes in {text!r}")
+    return fields + [""] * (ATTRIBUTES - len(fields))
+
+
+def _uri_fields(text: str) -> list[str]:
+    """The eleven raw (still percent-encoded) fields of a ``cpe:/`` URI, edition unpacked."""
+    components = text[len("cpe:/") :].split(":")
+    if len(components) > 7:
+        raise CPEError(f"too many components in {text!r}")
+    components += [""] * (7 - len(components))
+    part, vendor, product, version, update, edition, language = components
+    packed = ["", "", "", ""]
+    if edition.startswith("~"):
+        # ~edition~sw_edition~target_sw~target_hw~other
+        unpacked = (edition[1:].split("~") + [""] * 5)[:5]
+        edition, packed = unpacked[0], unpacked[1:]
+    return [part, vendor, product, version, update, edition, language, *packed]
+
+
 @lru_cache(maxsize=4096)
 def parse(text: str) -> CPE:
     """Unbind a CPE given as a URI or a formatted string; raises CPEError."""
-    if text.startswith("cpe:2.3:"):
-        fields = _FS_SPLIT.split(text[len("cpe:2.3:") :])
-        if len(fields) > ATTRIBUTES:
-            raise CPEError(f"too many attributes in {text!r}")
-        fields += [ANY] * (ATTRIBUTES - len(fields))
+    fields = _fs_fields(text)
+    if fields is not None:
         return CPE(tuple(_from_fs_value(f) for f in fields))
     if text.lower().startswith("cpe:/"):
-        components = text[len("cpe:/") :].split(":")
-        if len(components) > 7:
-            raise CPEError(f"too many components in {text!r}")
-        components += [""] * (7 - len(components))
-        part, vendor, product, version, update, edition, language = components
-        packed = ["", "", "", ""]
-        if edition.startswith("~"):
-            # ~edition~sw_edition~target_sw~target_hw~other
-            unpacked = (edition[1:].split("~") + [""] * 5)[:5]
-            edition, packed = unpacked[0], unpacked[1:]
-        values = [part, vendor, product, version, update, edition, language, *packed]
-        return CPE(tuple(_from_uri_value(v) for v in values))
+        return CPE(tuple(_from_uri_value(v) for v in _uri_fields(text)))
+    raise CPEError(f"not a CPE: {text!r}")
+
+
+def _literal(value: str) -> str:
+    """A percent-decoded URI value taken literally, in the canonical form."""
+    if value in ("", NA):
+        return ANY if value == "" else NA
+    return "".join("\\" + c if c in "*?\\" else c for c in unquote(value))
+
+
+def to_formatted_string(text: str) -> str:
+    """Bind a CPE given as a URI (``cpe:/...``) or formatted string (``cpe:2.3:...``) to FS.
+
+    This is the indexer's binding, which echoes its input: a formatted string keeps its fields
+    as written (empty ones become ANY), and URI values are percent-decoded as UTF-8 and taken
+    literally (no ``%01``/``%02`` wildcards); the URI prefix is case-sensitive. Raises CPEError.
+    """
+    fields = _fs_fields(text)
+    if fields is not None:
+        return "cpe:2.3:" + ":".join(f or ANY for f in fields)
+    if text.startswith("cpe:/"):
+        return CPE(tuple(_literal(v) for v in _uri_fields(text))).bind_fs()
     raise CPEError(f"not a CPE: {text!r}")
 
 

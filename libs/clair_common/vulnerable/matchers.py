@@ -55,6 +55,15 @@ class Matcher(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
+# The query most distribution matchers make (claircore's PackageName, DistributionDID,
+# DistributionName, DistributionVersion; the package name is always compared).
+_DID_NAME_VERSION = (
+    Constraint.DISTRIBUTION_DID,
+    Constraint.DISTRIBUTION_NAME,
+    Constraint.DISTRIBUTION_VERSION,
+)
+
+
 class _DistributionMatcher(Matcher):
     """Interested in records whose distribution has one of these IDs or names."""
 
@@ -70,11 +79,7 @@ class DebianMatcher(_DistributionMatcher):
     name = "debian-matcher"
     dids = frozenset({"debian"})
     names = frozenset({"Debian GNU/Linux"})
-    constraints = (
-        Constraint.DISTRIBUTION_DID,
-        Constraint.DISTRIBUTION_NAME,
-        Constraint.DISTRIBUTION_VERSION,
-    )
+    constraints = _DID_NAME_VERSION
 
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         fixed = vuln.fixed_in_version
@@ -161,32 +166,20 @@ class OracleMatcher(_RpmMatcher):
     name = "oracle"
     dids = frozenset({"ol"})
     names = frozenset({"Oracle Linux Server"})
-    constraints = (
-        Constraint.DISTRIBUTION_DID,
-        Constraint.DISTRIBUTION_NAME,
-        Constraint.DISTRIBUTION_VERSION,
-    )
+    constraints = _DID_NAME_VERSION
 
 
 class PhotonMatcher(_RpmMatcher):
     name = "photon"
     dids = frozenset({"photon"})
-    constraints = (
-        Constraint.DISTRIBUTION_DID,
-        Constraint.DISTRIBUTION_NAME,
-        Constraint.DISTRIBUTION_VERSION,
-    )
+    constraints = _DID_NAME_VERSION
 
 
 class SuseMatcher(_RpmMatcher):
     name = "suse"
     dids = frozenset({"sles", "opensuse", "opensuse-leap"})
     names = frozenset({"SLES", "openSUSE Leap"})
-    constraints = (
-        Constraint.DISTRIBUTION_DID,
-        Constraint.DISTRIBUTION_NAME,
-        Constraint.DISTRIBUTION_VERSION,
-    )
+    constraints = _DID_NAME_VERSION
 
 
 class RhelMatcher(Matcher):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from gzip import BadGzipFile
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
 
 import zstandard
@@ -174,11 +175,17 @@ class DecompressedReader(io.RawIOBase):
 
     `read(size)` returns at most `size` bytes (b"" at the end), raises `LayerFormatError` for
     truncated or corrupt input and `LayerLimitError` once more than `max_uncompressed` bytes
-    came out, so a decompression bomb stops early.
+    came out, or once more than `ratio_floor` bytes came out at over `max_ratio` times the
+    compressed bytes read: a decompression bomb stops early, long before the absolute cap.
     """
 
     def __init__(
-        self, src: BinaryIO | str | os.PathLike[str], max_uncompressed: int = 1 << 62
+        self,
+        src: BinaryIO | str | os.PathLike[str],
+        max_uncompressed: int = 1 << 62,
+        *,
+        max_ratio: int = 0,
+        ratio_floor: int = 0,
     ) -> None:
         super().__init__()
         self._owns_raw = False
@@ -188,6 +195,8 @@ class DecompressedReader(io.RawIOBase):
         else:
             self._raw = src
         self.max_uncompressed = max_uncompressed
+        self.max_ratio = max_ratio  # 0: no ratio check
+        self.ratio_floor = ratio_floor
         self.produced = 0
         try:
             head = _read_head(self._raw)
@@ -221,7 +230,8 @@ class DecompressedReader(io.RawIOBase):
             return b"".join(iter(lambda: self.read(_READ_SIZE), b""))
         try:
             data = self._reader.read(size)
-        except (EOFError, _ISAL_ERROR, zstandard.ZstdError) as exc:
+        # isal raises gzip's BadGzipFile (an OSError) for bad magic, flags or CRC trailers.
+        except (EOFError, BadGzipFile, _ISAL_ERROR, zstandard.ZstdError) as exc:
             raise self._decode_error(exc) from exc
         if not data and self._tracker is not None and not self._tracker.on_frame_boundary:
             raise LayerFormatError(
@@ -231,6 +241,15 @@ class DecompressedReader(io.RawIOBase):
         if self.produced > self.max_uncompressed:
             raise LayerLimitError(
                 f"decompressed size exceeds limit of {self.max_uncompressed} bytes"
+            )
+        if (
+            self.max_ratio
+            and self.produced > self.ratio_floor
+            and self.produced > self.max_ratio * self.compressed_consumed
+        ):
+            raise LayerLimitError(
+                f"decompression bomb: {self.produced} bytes from {self.compressed_consumed}"
+                f" compressed bytes, over the ratio limit of {self.max_ratio}"
             )
         return data
 
@@ -255,7 +274,11 @@ class DecompressedReader(io.RawIOBase):
 
 
 def open_decompressed(
-    src: BinaryIO | str | os.PathLike[str], max_uncompressed: int = 1 << 62
+    src: BinaryIO | str | os.PathLike[str],
+    max_uncompressed: int = 1 << 62,
+    *,
+    max_ratio: int = 0,
+    ratio_floor: int = 0,
 ) -> DecompressedReader:
     """Open a layer blob (path or binary file object) as a stream of its uncompressed tar bytes."""
-    return DecompressedReader(src, max_uncompressed)
+    return DecompressedReader(src, max_uncompressed, max_ratio=max_ratio, ratio_floor=ratio_floor)

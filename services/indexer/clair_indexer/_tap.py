@@ -2,11 +2,14 @@
 
 The producer (the download's hashing thread) `feed`s chunks; the consumer (a scanning thread)
 reads them as a file. The queue is bounded, so memory stays a few chunks whatever the layer's
-size; a consumer that stops early `abandon`s the tap and the producer drops the rest.
+size; a consumer that stops early `abandon`s the tap and the producer drops the rest, or, when
+the consumer failed, stops the download (`ConsumerGaveUp`): an endless or huge body of garbage
+must not be downloaded to the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import threading
@@ -18,11 +21,17 @@ class TapBroken(Exception):
     """The stream was cut (the download is being retried or failed); read the cached file."""
 
 
+class ConsumerGaveUp(Exception):
+    """Raised to the producer: the consumer failed on the stream, so the rest is not wanted."""
+
+
 class _End:
     pass
 
 
 _EOF = _End()
+_POLL_SECONDS = 0.5
+_MAX_IDLE_SECONDS = 600.0  # beyond any read timeout of the download itself
 
 
 class StreamTap(io.RawIOBase):
@@ -30,6 +39,7 @@ class StreamTap(io.RawIOBase):
         super().__init__()
         self._queue: queue.Queue[bytes | _End | BaseException] = queue.Queue(max_chunks)
         self._abandoned = threading.Event()
+        self._consumer_failed = False
         self._finished = False  # producer side: nothing more may be fed
         self._buffer = memoryview(b"")
         self._done = False  # consumer side: end or error seen
@@ -45,6 +55,8 @@ class StreamTap(io.RawIOBase):
                 continue
 
     def feed(self, data: bytes) -> None:
+        if self._consumer_failed:
+            raise ConsumerGaveUp("the scan failed on the layer while it downloaded")
         if not self._finished and data:
             self._put(data)
 
@@ -64,10 +76,24 @@ class StreamTap(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        idle = 0.0
         while not self._buffer:
             if self._done:
                 return 0
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                # Never wait forever: an abandoned tap (fetcher closing, scan cancelled) or a
+                # producer that stopped without a word must not pin this thread until exit.
+                if self._abandoned.is_set():
+                    self._done = True
+                    raise TapBroken("the stream was abandoned") from None
+                idle += _POLL_SECONDS
+                if idle >= _MAX_IDLE_SECONDS:
+                    self._done = True
+                    raise TapBroken("no data from the download for too long") from None
+                continue
+            idle = 0.0
             if isinstance(item, _End):
                 self._done = True
                 return 0
@@ -80,11 +106,16 @@ class StreamTap(io.RawIOBase):
         self._buffer = self._buffer[n:]
         return n
 
-    def abandon(self) -> None:
-        """The consumer is done; unblock and silence the producer."""
+    def abandon(self, *, failed: bool = False) -> None:
+        """The consumer is done (`failed`: with an error); unblock and silence the producer."""
+        self._consumer_failed = self._consumer_failed or failed
         self._abandoned.set()
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
-                return
+                break
+        # A consumer that has not started reading must not wait for items that never come
+        # (draining may have taken the producer's end-of-stream or failure marker).
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(TapBroken("the stream was abandoned"))

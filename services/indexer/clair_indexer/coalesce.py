@@ -4,6 +4,11 @@ Per ecosystem, walking layers newest to oldest, each package database is taken f
 layer that has it; a later layer's whiteout (or opaque directory) deletes it. Every surviving
 package gets one Environment: its database, the oldest layer of the unbroken run of layers
 that carried it, and the distribution detected at or below that layer.
+
+Red Hat rule (claircore rhel/coalescer.go): rpm packages also get the CPE repositories
+(`rhel-cpe-repository`) found in the layer that introduced them. A layer without any borrows
+those of the nearest older layer that has some (a user's layers on a Red Hat base image), else
+of the nearest newer one.
 """
 
 from __future__ import annotations
@@ -12,11 +17,21 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from clair_common.models import Distribution, Environment, IndexReport, IndexState, Package
+from clair_common.models import (
+    Distribution,
+    Environment,
+    IndexReport,
+    IndexState,
+    Package,
+    Repository,
+)
 from clair_indexer.store import LayerArtifacts
 
 # Ecosystems whose packages are independent files rather than rows of one database.
 LANGUAGE_ECOSYSTEMS = frozenset({"python"})
+# Ecosystems whose packages carry the image's Red Hat CPE repositories.
+RHEL_CPE_ECOSYSTEMS = frozenset({"rhel", "rpm"})
+RHEL_REPOSITORY_KEY = "rhel-cpe-repository"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,20 @@ def _deleted_by(path: str, later: Sequence[LayerArtifacts]) -> bool:
     return False
 
 
+def shared_cpe_repositories(arts: Sequence[LayerArtifacts]) -> list[list[Repository]]:
+    """Per layer, its Red Hat CPE repositories, or the nearest older (else newer) layer's."""
+    own = [[r for _, r in art.repositories if r.key == RHEL_REPOSITORY_KEY] for art in arts]
+    shared = list(own)
+    borrowed: list[Repository] = []
+    for order in (range(len(shared)), range(len(shared) - 1, -1, -1)):
+        for i in order:
+            if shared[i]:
+                borrowed = shared[i]
+            else:
+                shared[i] = borrowed
+    return shared
+
+
 def _package_key(p: Package) -> tuple[str, str, str, str, str]:
     return (p.name, p.version, p.kind, p.module, p.arch)
 
@@ -63,6 +92,7 @@ def coalesce(
             current = art.distributions[-1][1]
         dist_at.append(current)
     newest_dist = current
+    cpe_repos = shared_cpe_repositories(arts)
 
     by_ecosystem: dict[str, dict[int, list[Package]]] = {}
     for i, art in enumerate(arts):
@@ -84,7 +114,8 @@ def coalesce(
             for pkg in (p for p in per_layer[i] if p.package_db == db):
                 introduced = _introduced_in(per_layer, db, pkg, i)
                 dist = dist_at[introduced] or newest_dist
-                _add(report, index_rows, layers[introduced].digest, pkg, dist, arts[i])
+                shared = cpe_repos[introduced] if eco in RHEL_CPE_ECOSYSTEMS else []
+                _add(report, index_rows, layers[introduced].digest, pkg, dist, arts[i], shared)
     return report, index_rows
 
 
@@ -134,11 +165,14 @@ def _add(
     pkg: Package,
     dist: Distribution | None,
     art: LayerArtifacts,
+    shared: Sequence[Repository] = (),
 ) -> None:
-    repo_ids: list[str] | None = None
+    repos: list[Repository] = []
     if pkg.repository_hint:
         hint = pkg.repository_hint
-        repo_ids = [r.id for _, r in art.repositories if hint in (r.name, r.uri)] or None
+        repos = [r for _, r in art.repositories if hint in (r.name, r.uri)]
+    repos += [r for r in shared if all(r.id != known.id for known in repos)]
+    repo_ids = [r.id for r in repos] or None
     out = Package(
         id=pkg.id,
         name=pkg.name,
@@ -163,10 +197,8 @@ def _add(
         envs.append(env)
     if dist is not None:
         report.distributions.setdefault(dist.id, dist)
-    for rid in repo_ids or ():
-        for _, repo in art.repositories:
-            if repo.id == rid:
-                report.repositories.setdefault(rid, repo)
+    for repo in repos:
+        report.repositories.setdefault(repo.id, repo)
     dist_id = int(dist.id) if dist is not None else None
     for repo_id in [int(rid) for rid in repo_ids] if repo_ids else [None]:
         index_rows.append((int(pkg.id), dist_id, repo_id))

@@ -59,12 +59,17 @@ async def start(ctx: ServiceContext) -> RunningIndexer:
         await migrate(ctx.dsn, SCHEMA, "clair_indexer")
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libindex")
     locks = AdvisoryLocks(ctx.dsn)
-    fetcher = LayerFetcher(_cache_dir(cfg), max_cache_bytes=10 << 30, airgap=bool(cfg.airgap))
+    fetcher = LayerFetcher(
+        _cache_dir(cfg),
+        max_cache_bytes=10 << 30,
+        airgap=bool(cfg.airgap),
+        max_concurrent=cfg.layer_scan_concurrency,
+    )
     service = IndexerService(
         IndexerStore(pool),
         locks,
         fetcher,
-        default_scanners(),
+        default_scanners(cfg.scanner, airgap=bool(cfg.airgap)),
         layer_scan_concurrency=cfg.layer_scan_concurrency,
     )
     await service.start()

@@ -22,12 +22,14 @@ import random
 import socket
 import tempfile
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, BinaryIO, Literal, Protocol, TypeVar
+from typing import IO, Any, BinaryIO, Literal, Protocol, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
@@ -35,7 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from clair_common.models import Layer, ModelError, parse_digest
-from clair_indexer._tap import StreamTap, TapBroken
+from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
 
 Compression = Literal["gzip", "zstd", "none"]
 T = TypeVar("T")
@@ -194,8 +196,12 @@ class LayerFetcher:
         retries: int = 3,
         backoff: float = 0.5,
         session: aiohttp.ClientSession | None = None,
+        max_concurrent: int = 10,
     ) -> None:
         self._root = Path(cache_dir)
+        self._through_slots = asyncio.Semaphore(max_concurrent)
+        self._taps: weakref.WeakSet[StreamTap] = weakref.WeakSet()
+        self._pool = ThreadPoolExecutor(2 * max_concurrent + 2, thread_name_prefix="layer")
         self._max_bytes = max_cache_bytes
         self._airgap = airgap
         self._timeout = aiohttp.ClientTimeout(
@@ -227,21 +233,43 @@ class LayerFetcher:
         than reading it. The result only counts once the digest matched; if the stream was
         cut (a retried download) the consumer is run again on the verified cached file.
         """
-        tap = StreamTap()
-        consumer = asyncio.create_task(asyncio.to_thread(_consume_tap, tap, consume))
-        try:
-            fetched = await self._fetch(layer, tap)
-        except BaseException:
-            tap.abandon()
-            with contextlib.suppress(Exception):
-                await consumer
-            raise
-        with fetched:
-            tap.fail("the blob came from the cache or another download")  # no-op once fed
+        async with self._through_slots:
+            tap = StreamTap()
+            self._taps.add(tap)
+            consumer: asyncio.Future[T] = asyncio.ensure_future(
+                self._in_pool(_consume_tap, tap, consume)
+            )
             try:
-                return await consumer
-            except TapBroken:
-                return await asyncio.to_thread(_consume_file, fetched.path, consume)
+                fetched = await self._fetch(layer, tap)
+            except ConsumerGaveUp as gave_up:
+                # A scan failed on the streamed bytes and stopped the download: ours says why.
+                tap.abandon()
+                try:
+                    await consumer
+                except TapBroken:  # we had joined the download another scan gave up on
+                    raise FetchError(f"layer {layer.hash}: {gave_up}", client_error=True) from None
+                raise FetchError(f"layer {layer.hash}: {gave_up}", client_error=True) from None
+            except BaseException:
+                tap.abandon()
+                with contextlib.suppress(Exception):
+                    await consumer
+                raise
+            with fetched:
+                tap.fail("the blob came from the cache or another download")  # no-op once fed
+                try:
+                    return await consumer
+                except TapBroken:
+                    return await self._in_pool(_consume_file, fetched.path, consume)
+
+    async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs blocking work on the fetcher's own threads.
+
+        A consumer blocks on its tap until the producer's next write, so both must never
+        wait for the same small shared pool: with at most `max_concurrent` scans, each holding
+        one consumer and at most one pending write, 2 * max_concurrent threads always suffice.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
     async def _fetch(self, layer: Layer, tap: StreamTap | None) -> FetchedLayer:
         try:
@@ -293,6 +321,9 @@ class LayerFetcher:
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
+        for tap in list(self._taps):
+            tap.abandon()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         CACHE_ENTRIES.dec(len(self._entries))  # the files stay for the next start
         self._entries.clear()
         self._total_bytes = 0
@@ -301,7 +332,7 @@ class LayerFetcher:
         """Hashes a blob left by an earlier process; drops it when a crash tore it."""
         entry.refs += 1  # nobody may evict it while we read it
         try:
-            ok = await asyncio.to_thread(_file_matches, entry.path, entry.digest)
+            ok = await self._in_pool(_file_matches, entry.path, entry.digest)
         finally:
             entry.refs -= 1
         if ok:
@@ -530,12 +561,12 @@ class LayerFetcher:
                     pending_len += len(chunk)
                     if pending_len >= _CHUNK:
                         # Hashing and writing off the loop: hashlib drops the GIL on big buffers.
-                        await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap)
+                        await self._in_pool(_write, out, hasher, b"".join(pending), tap)
                         size += pending_len
                         pending, pending_len = [], 0
                 if len(head) < 4:
                     _check_compression(declared, head, digest)
-                await asyncio.to_thread(_write, out, hasher, b"".join(pending), tap)
+                await self._in_pool(_write, out, hasher, b"".join(pending), tap)
                 size += pending_len
             if tap is not None:
                 tap.finish()
@@ -589,9 +620,12 @@ def _file_matches(path: Path, digest: str) -> bool:
 
 def _consume_tap(tap: StreamTap, consume: Callable[[BinaryIO], T]) -> T:
     try:
-        return consume(io.BufferedReader(tap, buffer_size=_CHUNK))
-    finally:
-        tap.abandon()
+        result = consume(io.BufferedReader(tap, buffer_size=_CHUNK))
+    except BaseException:
+        tap.abandon(failed=True)
+        raise
+    tap.abandon()
+    return result
 
 
 def _consume_file(path: Path, consume: Callable[[BinaryIO], T]) -> T:

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 _CHUNK_SIZE = 1 << 20
+# What one listed name costs beyond its characters (str object, set/dict slot): an estimate.
+_LISTED_OVERHEAD = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,16 @@ class LayerLimits:
     max_members: int = 2_000_000  # tar headers, including PAX/GNU metadata headers
     max_uncompressed: int = 64 << 30  # decompression-bomb guard
     max_header_size: int = 1 << 20  # one PAX extended header or GNU long name
+    # Bomb guard: past `ratio_floor` output bytes, more than `max_ratio` output bytes per
+    # compressed byte is an error (real layers stay near 2-10; zeros reach 1000+).
+    max_ratio: int = 200
+    ratio_floor: int = 512 << 20
+    # Longer member names or link targets are skipped: no Linux syscall takes them (PATH_MAX),
+    # and symlink resolution must not walk megabyte-long targets.
+    max_path_length: int = 4096
+    # Approximate memory of what the reader lists besides wanted files (links, directories,
+    # whiteouts, skipped names); tiny headers compress so well that this needs its own cap.
+    max_listed_bytes: int = 128 << 20
 
 
 DEFAULT_LIMITS = LayerLimits()
@@ -154,6 +166,7 @@ class _LayerWalker:
         self._out = contents
         self._wanted = wanted
         self._wanted_total = 0
+        self._listed_bytes = 0
         self._global_pax: dict[str, str] = {}
         self._local_pax: dict[str, str] = {}
         self._long_name: str | None = None
@@ -224,16 +237,24 @@ class _LayerWalker:
             self._long_name = self._long_link = None
 
         padded = _padded(size)
+        too_long = limits.max_path_length
+        if len(name) > too_long or len(linkname) > too_long:
+            what = "path" if len(name) > too_long else "link target"
+            self._skip(f"{name[:256]}...", f"{what} longer than {too_long} bytes", limits)
+            stream.skip(padded, "a member with an overlong name")
+            return
         path = _tar.normalize_path(name)
         if path is None:
-            out.skipped[name] = "path escapes the layer root"
+            self._skip(name, "path escapes the layer root", limits)
             stream.skip(padded, name)
             return
         whiteout = _tar.split_whiteout(path) if ".wh." in path else None
         if not path or whiteout is not None:
             if whiteout is not None and whiteout[0] == "whiteout":
+                self._list(limits, whiteout[1])
                 out.whiteouts.add(whiteout[1])
             elif whiteout is not None and whiteout[0] == "opaque":
+                self._list(limits, whiteout[1])
                 out.opaque_dirs.add(whiteout[1])
             stream.skip(padded, name)
             return
@@ -246,7 +267,7 @@ class _LayerWalker:
         if typeflag == b"\0" and name.endswith("/"):
             typeflag = _tar.DIRECTORY  # pre-POSIX tars marked directories by a trailing slash
         if sparse:
-            out.skipped[path] = "sparse files are not supported"
+            self._skip(path, "sparse files are not supported", limits)
         elif typeflag in _tar.REGULAR_TYPES:
             if self._wanted(path):
                 self._keep(path, size, limits)
@@ -255,17 +276,33 @@ class _LayerWalker:
         elif typeflag == _tar.HARDLINK:
             target = _tar.normalize_path(linkname)
             if not target:
-                out.skipped[path] = "hard link target escapes the layer root"
+                self._skip(path, "hard link target escapes the layer root", limits)
             else:
+                self._list(limits, path, target)
                 out.hardlinks[path] = target
                 kept = out.files.get(target)
                 if kept is not None and self._wanted(path):
                     out.files[path] = kept
         elif typeflag == _tar.SYMLINK:
+            self._list(limits, path, linkname)
             out.symlinks[path] = linkname
         elif typeflag == _tar.DIRECTORY:
+            self._list(limits, path)
             out.dirs.add(path)
         stream.skip(padded, path)
+
+    def _skip(self, name: str, reason: str, limits: LayerLimits) -> None:
+        self._list(limits, name)
+        self._out.skipped[name] = reason
+
+    def _list(self, limits: LayerLimits, *names: str) -> None:
+        """Accounts for names kept in the listing; raises once they would take too much memory."""
+        self._listed_bytes += sum(len(n) for n in names) + _LISTED_OVERHEAD
+        if self._listed_bytes > limits.max_listed_bytes:
+            raise LayerLimitError(
+                "layer lists too many links, directories, whiteouts or skipped members"
+                f" (over {limits.max_listed_bytes} bytes of names)"
+            )
 
     def _keep(self, path: str, size: int, limits: LayerLimits) -> None:
         if size > limits.max_member_size:
@@ -294,7 +331,9 @@ def read_layer(
     downloaded: gzip, zstd or plain tar.  Raises `LayerFormatError` for anything that is not
     such a layer and `LayerLimitError` (a subclass) when `limits` are exceeded.
     """
-    with open_decompressed(src, limits.max_uncompressed) as reader:
+    with open_decompressed(
+        src, limits.max_uncompressed, max_ratio=limits.max_ratio, ratio_floor=limits.ratio_floor
+    ) as reader:
         contents = LayerContents(compression=reader.compression)
         stream = _TarStream(reader)
         _LayerWalker(stream, contents, wanted).walk(limits)

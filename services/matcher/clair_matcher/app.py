@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.responses import Response
 
 from clair_common.clients import Indexer
 from clair_common.http.errors import APIError, bad_request, not_found
-from clair_common.http.negotiate import if_none_match
+from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.routes import Operation, Reply
 from clair_common.models import IndexState, UpdateOperation, is_digest
 from clair_matcher.service import MatcherService
@@ -24,11 +25,25 @@ def _json(doc: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(doc), media_type="application/json", headers=headers)
 
 
-def _uuid(value: str | None, name: str) -> str:
+def _uuid(value: str, name: str) -> str:
     try:
-        return str(uuid.UUID(value or ""))
+        return str(uuid.UUID(value))
     except ValueError as err:
-        raise bad_request(f"{name}: invalid uuid {value!r}") from err
+        raise bad_request(f"could not parse {name} into uuid: {value!r}") from err
+
+
+def _go_bool(value: str) -> bool:
+    """Go's strconv.ParseBool as Clair uses it: anything unparsable is false."""
+    return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
+def _report_media_type(request: Request) -> str:
+    # Clair never answered 415 here (it sent a fixed, wrong type), so a client whose Accept
+    # names neither type still gets the report, in our vendor type.
+    try:
+        return negotiate(request, REPORT_TYPE)
+    except APIError:
+        return REPORT_TYPE
 
 
 def _operations_json(ops: dict[str, list[UpdateOperation]]) -> dict[str, Any]:
@@ -40,26 +55,33 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         digest = str(request.path_params["digest"])
         if not is_digest(digest):
             raise bad_request("malformed path")
+        media_type = _report_media_type(request)
         if not await service.initialized():
             return Response(status_code=202)
-        report = await indexer.index_report(digest)
+        # The update refs are read before matching: see MatcherService.report_etag.
+        report, index_state, refs = await asyncio.gather(
+            indexer.index_report(digest), indexer.state(), service.latest_refs()
+        )
         if report is None or report.state != IndexState.FINISHED:
             raise not_found(f'index report for manifest "{digest}" not found')
+        headers = {
+            "Cache-Control": f"max-age={cache_age}",
+            "ETag": service.report_etag(report, index_state, refs),
+            "Vary": "Accept",
+        }
+        if if_none_match(request, headers["ETag"]):
+            return Response(status_code=304, headers=headers)
         try:
             vr = await service.scan(report)
         except Exception as err:
             raise APIError(500, f"failed to start scan: {err}") from err
-        return Response(
-            orjson.dumps(vr.to_json()),
-            media_type=REPORT_TYPE,
-            headers={"Cache-Control": f"max-age={cache_age}"},
-        )
+        return Response(orjson.dumps(vr.to_json()), media_type=media_type, headers=headers)
 
     async def update_operation(request: Request) -> Response:
-        kind = request.query_params.get("kind", "vulnerability") or "vulnerability"
+        kind = request.query_params.get("kind", "") or "vulnerability"
         if kind not in ("vulnerability", "enrichment"):
-            raise bad_request(f"unknown kind {kind!r}")
-        latest = request.query_params.get("latest", "").lower() in ("1", "t", "true")
+            raise bad_request(f"unknown kind: {kind!r}")
+        latest = _go_bool(request.query_params.get("latest", ""))
         ref = await service.latest_ref(kind)
         headers = {}
         if ref is not None:
@@ -71,18 +93,21 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         return _json(_operations_json(ops), headers)
 
     async def delete_update_operation(request: Request) -> Response:
-        ref = _uuid(request.path_params["ref"], "ref")
+        ref = _uuid(str(request.path_params["ref"]), "update operation ref")
         await service.delete_update_operations([ref])
         return Response(status_code=200)
 
     async def update_diff(request: Request) -> Response:
-        cur = _uuid(request.query_params.get("cur"), "cur")
-        raw_prev = request.query_params.get("prev")
-        prev = _uuid(raw_prev, "prev") if raw_prev else None
+        raw_cur = request.query_params.get("cur", "")
+        if not raw_cur:
+            raise bad_request('"cur" query param is required')
+        cur = _uuid(raw_cur, '"cur" query param')
+        raw_prev = request.query_params.get("prev", "")
+        prev = _uuid(raw_prev, '"prev" query param') if raw_prev else None  # None: all time
         try:
             diff = await service.update_diff(prev, cur)
-        except LookupError as err:
-            raise APIError(500, str(err)) from err
+        except (LookupError, ValueError) as err:  # unknown ref, or not of kind vulnerability
+            raise APIError(500, f"could not get update diff: {err}") from err
         return _json(diff.to_json())
 
     return [
@@ -94,8 +119,14 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
             "Retrieve a VulnerabilityReport for a manifest",
             "matcher",
             responses={
-                200: Reply("VulnerabilityReport", "VulnerabilityReport", REPORT_TYPE),
+                200: Reply(
+                    "VulnerabilityReport",
+                    "VulnerabilityReport",
+                    REPORT_TYPE,
+                    ("ETag", "Cache-Control"),
+                ),
                 202: Reply("The vulnerability database is not initialized yet"),
+                304: Reply("Not modified"),
                 400: Reply("Malformed digest", "Error"),
                 404: Reply("No finished index report for the manifest", "Error"),
             },
@@ -120,7 +151,7 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
             "DeleteUpdateOperation",
             "Delete an update operation",
             "internal",
-            responses={200: Reply("Deleted")},
+            responses={200: Reply("Deleted"), 400: Reply("Bad uuid", "Error")},
         ),
         Operation(
             "GET",
@@ -129,7 +160,7 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
             "GetUpdateDiff",
             "Vulnerabilities added and removed between two operations",
             "internal",
-            responses={200: Reply("Update diff", "UpdateDiff")},
+            responses={200: Reply("Update diff", "UpdateDiff"), 400: Reply("Bad uuid", "Error")},
             query=(("cur", "string", True), ("prev", "string", False)),
         ),
     ]

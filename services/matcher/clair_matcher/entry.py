@@ -48,7 +48,9 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
         await migrate(ctx.dsn, SCHEMA, "clair_matcher")
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libvuln")
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
-    service = MatcherService(MatcherStore(pool), matchers)
+    service = MatcherService(
+        MatcherStore(pool), matchers, enrichers=() if cfg.disable_enrichment else None
+    )
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)
     scheduler = UpdateScheduler.from_config(ctx.config, pool, locks)

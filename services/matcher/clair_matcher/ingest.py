@@ -71,27 +71,66 @@ _CREATE_STAGE = (
     f"CREATE TEMP TABLE vuln_stage ON COMMIT DROP AS SELECT {_STAGE_LIST} FROM vuln WITH NO DATA"
 )
 
-# New rows come back from `fresh`; rows that already existed are found by a per-row index
-# probe in `known` (a scalar subquery: a join gets planned as a scan of all of `vuln` per
-# batch), which cannot see `fresh`'s inserts. ON CONFLICT absorbs duplicates within a run.
-_LINK_BATCH = f"""
+# Two ways to store a staged batch; which one is cheaper depends on how many of its rows the
+# table has already (decided per batch from the previous one, see `update_vulnerabilities`).
+#
+# Insert first (a new feed, a first run): new rows come back from `fresh` and are linked with
+# a plain INSERT (they cannot be linked yet). When some rows already existed, `_LINK_EXISTING`
+# then links the whole batch by hash (a per-row index probe: a scalar subquery, because a join
+# against the unanalyzed stage gets planned as a scan of all of `vuln`).
+_INSERT_FIRST = f"""
 WITH fresh AS (
     INSERT INTO vuln (updater, {_STAGE_LIST})
     SELECT $2::text, {_STAGE_LIST} FROM vuln_stage
     ON CONFLICT (hash) DO NOTHING
     RETURNING id
-), known AS MATERIALIZED (
-    SELECT (SELECT v.id FROM vuln v WHERE v.hash = s.hash) AS id FROM vuln_stage s
+), linked AS (
+    INSERT INTO uo_vuln (uo, vuln) SELECT $1::bigint, id FROM fresh RETURNING 1
+)
+SELECT count(*) AS inserted FROM linked
+"""
+_LINK_EXISTING = """
+INSERT INTO uo_vuln (uo, vuln)
+SELECT $1::bigint, (SELECT v.id FROM vuln v WHERE v.hash = s.hash) FROM vuln_stage s
+ON CONFLICT DO NOTHING
+"""
+# Probe first (a re-run: most rows exist): one index probe per row finds the known ones; only
+# the others are inserted, picked from the stage by row address. ON CONFLICT absorbs duplicate
+# records within a run.
+_PROBE_FIRST = f"""
+WITH known AS MATERIALIZED (
+    SELECT s.ctid AS at, (SELECT v.id FROM vuln v WHERE v.hash = s.hash) AS id FROM vuln_stage s
+), fresh AS (
+    INSERT INTO vuln (updater, {_STAGE_LIST})
+    SELECT $2::text, {_STAGE_LIST} FROM vuln_stage
+    WHERE ctid = ANY(ARRAY(SELECT at FROM known WHERE id IS NULL))
+    ON CONFLICT (hash) DO NOTHING
+    RETURNING id
 ), linked AS (
     INSERT INTO uo_vuln (uo, vuln)
-    SELECT $1::bigint, id FROM fresh
-    UNION ALL
     SELECT $1::bigint, id FROM known WHERE id IS NOT NULL
+    UNION ALL
+    SELECT $1::bigint, id FROM fresh
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM fresh) AS inserted, (SELECT count(*) FROM linked) AS linked
 """
+
+
+async def _store_batch(
+    conn: asyncpg.Connection, uo_id: int, updater: str, staged: int, probe_first: bool
+) -> tuple[int, int]:
+    """Inserts and links the staged batch; returns (rows inserted, links added)."""
+    if probe_first:
+        counts = await conn.fetchrow(_PROBE_FIRST, uo_id, updater)
+        return int(counts["inserted"]), int(counts["linked"])
+    inserted = int(await conn.fetchval(_INSERT_FIRST, uo_id, updater))
+    linked = inserted
+    if inserted < staged:
+        status = await conn.execute(_LINK_EXISTING, uo_id)
+        linked += int(status.split()[-1])
+    return inserted, linked
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +239,50 @@ async def _row_batches(
             pending_batch.exception()  # retrieved, so an abandoned failure is not reported
 
 
+# -- delta updates (clair-api.md 7.1) ------------------------------------------------------
+class DeltaRecords(Iterator[Vulnerability]):
+    """A delta updater's output: records of the documents that changed since its last run.
+
+    The new operation also keeps every record of the previous one whose name is neither in
+    `replaced` (names the updater re-sent or deleted; the updater adds deleted names while it
+    is iterated) nor among the records streamed here.
+    """
+
+    def __init__(self, records: Iterable[Vulnerability], replaced: set[str] | None = None) -> None:
+        self._records = iter(records)
+        self.replaced: set[str] = replaced if replaced is not None else set()
+
+    def __iter__(self) -> DeltaRecords:
+        return self
+
+    def __next__(self) -> Vulnerability:
+        vuln = next(self._records)
+        self.replaced.add(vuln.name)
+        return vuln
+
+
+_CREATE_DELTA_NAMES = "CREATE TEMP TABLE delta_names (name text) ON COMMIT DROP"
+_CARRY_OVER = """
+INSERT INTO uo_vuln (uo, vuln)
+SELECT $1::bigint, l.vuln FROM uo_vuln l JOIN vuln v ON v.id = l.vuln
+WHERE l.uo = $2::bigint AND NOT EXISTS (SELECT 1 FROM delta_names d WHERE d.name = v.name)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _carry_over(
+    conn: asyncpg.Connection, uo_id: int, previous_uo: int, replaced: set[str]
+) -> int:
+    """Links the previous operation's records whose names were not replaced; returns the count."""
+    await conn.execute(_CREATE_DELTA_NAMES)
+    await conn.copy_records_to_table(
+        "delta_names", records=[(name,) for name in replaced], columns=("name",)
+    )
+    await conn.execute("ANALYZE delta_names")
+    status = await conn.execute(_CARRY_OVER, uo_id, previous_uo)
+    return int(status.split()[-1])
+
+
 async def update_vulnerabilities(
     pool: asyncpg.Pool,
     updater: str,
@@ -208,7 +291,10 @@ async def update_vulnerabilities(
     *,
     batch_size: int = BATCH_SIZE,
 ) -> IngestResult:
-    """Stores a complete snapshot as a new update operation of `updater`, atomically."""
+    """Stores a complete snapshot as a new update operation of `updater`, atomically.
+
+    `DeltaRecords` are a partial snapshot: the previous operation's other records carry over.
+    """
     records = inserted = linked = 0
     async with pool.acquire() as conn, conn.transaction():
         # Shared with other updates; garbage collection needs it exclusively to delete rows.
@@ -221,14 +307,25 @@ async def update_vulnerabilities(
             KIND_VULNERABILITY,
         )
         await conn.execute(_CREATE_STAGE)
+        # A re-run finds most rows known; a new feed finds none. Later batches follow the
+        # previous one's mix.
+        previous_uo = await conn.fetchval(
+            "SELECT uo_id FROM latest_update_operation WHERE updater = $1 AND kind = $2",
+            updater,
+            KIND_VULNERABILITY,
+        )
+        probe_first = previous_uo is not None
         async with contextlib.aclosing(_row_batches(vulns, updater, batch_size)) as batches:
             async for rows in batches:
                 await conn.copy_records_to_table("vuln_stage", records=rows, columns=STAGE_COLUMNS)
-                counts = await conn.fetchrow(_LINK_BATCH, uo["id"], updater)
+                new, links = await _store_batch(conn, uo["id"], updater, len(rows), probe_first)
+                probe_first = new * 2 < len(rows)
                 await conn.execute("TRUNCATE vuln_stage")
                 records += len(rows)
-                inserted += counts["inserted"]
-                linked += counts["linked"]
+                inserted += new
+                linked += links
+        if isinstance(vulns, DeltaRecords) and previous_uo is not None:
+            linked += await _carry_over(conn, uo["id"], previous_uo, vulns.replaced)
         await conn.execute(
             "INSERT INTO latest_update_operation (updater, kind, uo_id) VALUES ($1, $2, $3)"
             " ON CONFLICT (updater, kind) DO UPDATE SET uo_id = EXCLUDED.uo_id",
@@ -311,3 +408,107 @@ async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC
         enrichments.split()[-1],
     )
     return len(eligible) - len(doomed)
+
+
+# -- enrichments ---------------------------------------------------------------------------
+KIND_ENRICHMENT = "enrichment"
+EnrichmentRow = tuple[Sequence[str], Any]  # (tags, JSON value): an enricher's record
+
+_CREATE_ENRICH_STAGE = (
+    "CREATE TEMP TABLE enrich_stage ON COMMIT DROP AS"
+    " SELECT hash, tags, data FROM enrichment WITH NO DATA"
+)
+# As _PROBE_FIRST for vulns: rows already stored are linked by hash, new ones inserted.
+_STORE_ENRICH_BATCH = """
+WITH known AS MATERIALIZED (
+    SELECT (SELECT e.id FROM enrichment e WHERE e.hash = s.hash) AS id FROM enrich_stage s
+), fresh AS (
+    INSERT INTO enrichment (hash, updater, tags, data)
+    SELECT hash, $2::text, tags, data FROM enrich_stage
+    ON CONFLICT (hash) DO NOTHING
+    RETURNING id
+), linked AS (
+    INSERT INTO uo_enrich (uo, enrich)
+    SELECT $1::bigint, id FROM known WHERE id IS NOT NULL
+    UNION ALL
+    SELECT $1::bigint, id FROM fresh
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fresh) AS inserted, (SELECT count(*) FROM linked) AS linked
+"""
+
+
+def enrichment_row(tags: Sequence[str], data: Any, updater: str) -> tuple[bytes, list[str], Any]:
+    """The staged row of one record, content hash first (updater, tags and canonical JSON)."""
+    tag_list = [str(t) for t in tags]
+    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.blake2b(
+        b"\0".join([updater.encode(), "\x1f".join(tag_list).encode(), body]), digest_size=16
+    ).digest()
+    return digest, tag_list, data
+
+
+async def _enrichment_batches(
+    records: Iterable[EnrichmentRow] | AsyncIterable[EnrichmentRow], updater: str, size: int
+) -> AsyncGenerator[list[tuple[bytes, list[str], Any]], None]:
+    """Batches of staged rows; a plain iterator (a parser) is drained in a worker thread."""
+    if isinstance(records, AsyncIterable):
+        pending: list[tuple[bytes, list[str], Any]] = []
+        async for tags, data in records:
+            pending.append(enrichment_row(tags, data, updater))
+            if len(pending) >= size:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+        return
+    it: Iterator[EnrichmentRow] = iter(records)
+
+    def next_batch() -> list[tuple[bytes, list[str], Any]]:
+        return [enrichment_row(tags, data, updater) for tags, data in islice(it, size)]
+
+    while batch := await asyncio.to_thread(next_batch):
+        yield batch
+
+
+async def update_enrichments(
+    pool: asyncpg.Pool,
+    updater: str,
+    fingerprint: str,
+    records: Iterable[EnrichmentRow] | AsyncIterable[EnrichmentRow],
+    *,
+    batch_size: int = BATCH_SIZE,
+) -> IngestResult:
+    """Stores a complete enrichment snapshot as a new operation of kind "enrichment"."""
+    staged = inserted = linked = 0
+    async with pool.acquire() as conn, conn.transaction():
+        # Shared with other updates; GC takes it exclusively before deleting unlinked rows.
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
+        uo = await conn.fetchrow(
+            "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
+            " RETURNING id, ref",
+            updater,
+            fingerprint,
+            KIND_ENRICHMENT,
+        )
+        await conn.execute(_CREATE_ENRICH_STAGE)
+        batches = _enrichment_batches(records, updater, batch_size)
+        async with contextlib.aclosing(batches):
+            async for rows in batches:
+                await conn.copy_records_to_table(
+                    "enrich_stage", records=rows, columns=("hash", "tags", "data")
+                )
+                counts = await conn.fetchrow(_STORE_ENRICH_BATCH, uo["id"], updater)
+                await conn.execute("TRUNCATE enrich_stage")
+                staged += len(rows)
+                inserted += int(counts["inserted"])
+                linked += int(counts["linked"])
+        await conn.execute(
+            "INSERT INTO latest_update_operation (updater, kind, uo_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (updater, kind) DO UPDATE SET uo_id = EXCLUDED.uo_id",
+            updater,
+            KIND_ENRICHMENT,
+            uo["id"],
+        )
+    return IngestResult(str(uo["ref"]), uo["id"], staged, inserted, linked)

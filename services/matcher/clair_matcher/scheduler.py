@@ -22,10 +22,14 @@ import aiohttp
 import asyncpg
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.ingest import (
+    KIND_ENRICHMENT,
+    KIND_VULNERABILITY,
     collect_garbage,
     latest_fingerprint,
     record_status,
+    update_enrichments,
     update_vulnerabilities,
 )
 from clair_matcher.updaters import UnchangedType, Updater, UpdaterSetFactory
@@ -63,6 +67,7 @@ class UpdateScheduler:
         period: timedelta,
         retention: int,
         disabled: bool = False,
+        disable_enrichment: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         factories: Sequence[UpdaterSetFactory] | None = None,
     ) -> None:
@@ -74,9 +79,15 @@ class UpdateScheduler:
         self.disabled = disabled
         self.concurrency = max(1, concurrency)
         self._config_errors: dict[str, str] = {}
+        enabled = [] if disabled else [s for s in sets if s not in ENRICHMENT_SETS]
         if factories is None:
-            factories, self._config_errors = build_factories([] if disabled else sets, config)
+            factories, self._config_errors = build_factories(enabled, config)
         self.factories = list(factories)
+        # Enrichment sets (clair.cvss) run as updaters of kind "enrichment".
+        self.enrichers: list[Enricher] = []
+        if not disabled and not disable_enrichment:
+            self.enrichers, problems = build_enrichers(sets, config)
+            self._config_errors.update(problems)
         self._client: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -91,6 +102,7 @@ class UpdateScheduler:
             period=cfg.matcher.period,
             retention=cfg.matcher.update_retention,
             disabled=cfg.matcher.disable_updaters,
+            disable_enrichment=cfg.matcher.disable_enrichment,
         )
 
     def _session(self) -> aiohttp.ClientSession:
@@ -116,11 +128,12 @@ class UpdateScheduler:
             report.outcomes[name] = "failed"
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def run(updater: Updater) -> None:
+        async def run(updater: Updater | Enricher) -> None:
             async with gate:
                 report.outcomes[updater.name] = await self.run_updater(updater, client, report)
 
-        await asyncio.gather(*(run(u) for u in found.updaters))
+        jobs: list[Updater | Enricher] = [*found.updaters, *self.enrichers]
+        await asyncio.gather(*(run(u) for u in jobs))
         async with self.locks.try_hold("garbage-collection") as held:
             if held:
                 try:
@@ -133,22 +146,31 @@ class UpdateScheduler:
         return report
 
     async def run_updater(
-        self, updater: Updater, client: aiohttp.ClientSession, report: RunReport | None = None
+        self,
+        updater: Updater | Enricher,
+        client: aiohttp.ClientSession,
+        report: RunReport | None = None,
     ) -> Outcome:
         async with self.locks.try_hold(f"updater:{updater.name}") as held:
             if not held:
                 return "skipped"
             prev = ""
             try:
-                prev = await latest_fingerprint(self.pool, updater.name)
+                kind = KIND_ENRICHMENT if isinstance(updater, Enricher) else KIND_VULNERABILITY
+                prev = await latest_fingerprint(self.pool, updater.name, kind)
                 fetched = await updater.fetch(client, prev)
                 if isinstance(fetched, UnchangedType):
                     await record_status(self.pool, updater.name, fingerprint=prev, error=None)
                     return "unchanged"
                 try:
-                    result = await update_vulnerabilities(
-                        self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
-                    )
+                    if isinstance(updater, Enricher):
+                        result = await update_enrichments(
+                            self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                        )
+                    else:
+                        result = await update_vulnerabilities(
+                            self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                        )
                 finally:
                     await asyncio.to_thread(fetched.discard)
                 await record_status(

@@ -127,6 +127,14 @@ class MatcherStore:
         )
         return str(ref) if ref is not None else None
 
+    async def latest_refs(self) -> list[tuple[str, str, str]]:
+        """(kind, updater, ref) of every updater's newest operation, of every kind, sorted."""
+        rows = await self.pool.fetch(
+            "SELECT l.kind, l.updater, u.ref FROM latest_update_operation l"
+            " JOIN update_operation u ON u.id = l.uo_id ORDER BY l.kind, l.updater"
+        )
+        return [(r["kind"], r["updater"], str(r["ref"])) for r in rows]
+
     async def delete_update_operations(self, refs: Sequence[uuid.UUID]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(

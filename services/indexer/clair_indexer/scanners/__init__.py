@@ -6,11 +6,14 @@ clients know; versions are our own and change whenever a scanner's output would.
 
 from __future__ import annotations
 
+from clair_common.config.models import ScannerConfig
+
 from .apk import ApkScanner
 from .base import LayerFiles, Scanner, ScanResult, detector
 from .distributions import AlpineScanner, DebianScanner, UbuntuScanner
 from .dpkg import DistrolessScanner, DpkgScanner
 from .python import PythonScanner
+from .rhel_repositories import RhelRepositoryScanner
 from .rpm import RpmScanner
 from .rpm_distributions import (
     AwsScanner,
@@ -31,6 +34,7 @@ __all__ = [
     "OracleScanner",
     "PhotonScanner",
     "PythonScanner",
+    "RhelRepositoryScanner",
     "RhelScanner",
     "RpmScanner",
     "ScanResult",
@@ -47,14 +51,19 @@ def rpm_package_scanners() -> list[Scanner]:
     """The rpm family's package scanners.
 
     One `rpm` scanner reads every rpm database (sqlite, Berkeley DB, ndb); the distribution
-    found beside it (RHEL, Amazon, Oracle, SUSE, Photon) tells the matchers apart. RHEL's
-    repository CPEs (`rhel-repository-scanner`) come with the RHEL matcher.
+    found beside it (RHEL, Amazon, Oracle, SUSE, Photon) tells the matchers apart; RHEL's
+    repository CPEs (`rhel-repository-scanner`) are attached to them when coalescing.
     """
     return [RpmScanner()]
 
 
-def default_scanners() -> list[Scanner]:
-    """Clair's default scanner set, grouped by coalescing ecosystem."""
+def default_scanners(config: ScannerConfig | None = None, *, airgap: bool = False) -> list[Scanner]:
+    """Clair's default scanner set, grouped by coalescing ecosystem.
+
+    `config` is `indexer.scanner` (options per scanner name); `airgap` is `indexer.airgap`.
+    Raises ValueError/OSError for unusable scanner options, as Clair fails at start-up.
+    """
+    repo_config = config.repo if config is not None else {}
     return [
         # dpkg
         DpkgScanner(),
@@ -64,8 +73,11 @@ def default_scanners() -> list[Scanner]:
         # alpine
         ApkScanner(),
         AlpineScanner(),
-        # rhel (distribution here; packages and repositories from rpm_package_scanners)
+        # rhel (distribution and repository CPEs here; packages from rpm_package_scanners)
         RhelScanner(),
+        RhelRepositoryScanner.from_config(
+            repo_config.get(RhelRepositoryScanner.name), airgap=airgap
+        ),
         # rpm
         AwsScanner(),
         OracleScanner(),

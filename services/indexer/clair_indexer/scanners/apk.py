@@ -5,7 +5,8 @@ P (name), V (version), A (arch), c (commit, kept as the repository hint) and o (
 source package). Quirks kept on purpose: only lines ending in a newline are read (so the last
 line of a record, which carries no newline after splitting on the blank line, is ignored), and
 one source object is made per origin name, carrying the version of the first binary that
-named it (or no version when `o:` came before `V:`).
+named it (or no version when `o:` came before `V:`).  Records without a `P:` name are
+dropped (Clair would report a nameless package for garbage).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def parse_installed(data: bytes, package_db: str = INSTALLED) -> list[Package]:
                         source = Package(name=value, version=pkg.version, kind="source")
                         sources[value] = source
                     pkg.source = source
-        packages.append(pkg)
+        if pkg.name:  # a record without `P:` (garbage, a torn file) names no package
+            packages.append(pkg)
     return packages
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 
 from clair_common.models import Distribution
+from clair_common.vulnerable.cpe import CPEError, to_formatted_string
 
 from .base import LayerFiles, read_file
-from .cpe import CPEError, to_formatted_string
 
 PATH = "etc/os-release"
 FALLBACK_PATH = "usr/lib/os-release"

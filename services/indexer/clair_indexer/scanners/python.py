@@ -17,6 +17,7 @@ import re
 from typing import ClassVar
 
 from clair_common.models import Package, Repository
+from clair_common.versions import claircore_pep440
 
 from .base import LayerFiles, Scanner, ScanResult
 
@@ -37,23 +38,6 @@ _BLOCKED_INSTALLERS = frozenset({"rpm", "dpkg", "apk"})
 _RPM_OWNED = re.compile(r"usr/lib[^/]*/python[23]\.[^/]*/")
 _DPKG_OWNED = re.compile(r"usr/lib[^/]*/python[23]/")
 
-# claircore pkg/pep440: the packaging regex, used unanchored (a search), lowercase labels only.
-_PEP440 = re.compile(
-    r"v?(?:(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)"
-    r"(?P<pre>[-_\.]?(?P<pre_l>(a|b|c|rc|alpha|beta|pre|preview))[-_\.]?(?P<pre_n>[0-9]+)?)?"
-    r"(?P<post>(?:-(?P<post_n1>[0-9]+))|(?:[-_\.]?(?P<post_l>post|rev|r)[-_\.]?(?P<post_n2>[0-9]+)?))?"
-    r"(?P<dev>[-_\.]?(?P<dev_l>dev)[-_\.]?(?P<dev_n>[0-9]+)?)?)"
-    r"(?:\+(?P<local>[a-z0-9]+(?:[-_\.][a-z0-9]+)*))?"
-)
-_PRE_LABELS = {"a": "a", "alpha": "a", "b": "b", "beta": "b"}  # everything else is "rc"
-_PRE_RANK = {"a": -3, "b": -2, "rc": -1}
-_INT32_MIN = -(2**31)
-
-
-def _int32(n: int) -> int:
-    """Go's int32(n) conversion: wrap around."""
-    return (n - _INT32_MIN) % 2**32 + _INT32_MIN
-
 
 def parse_pep440(text: str) -> tuple[str, str] | None:
     """claircore's (String(), Version()) of a PEP 440 version, or None when it does not parse.
@@ -61,38 +45,10 @@ def parse_pep440(text: str) -> tuple[str, str] | None:
     The second item is the normalized version: `pep440:` and ten int32 slots (epoch, five
     release numbers, pre label, pre number, post, dev).
     """
-    m = _PEP440.search(text)
-    if m is None:
+    version = claircore_pep440.search(text)
+    if version is None:
         return None
-    epoch = int(m["epoch"] or 0)
-    release = [int(n) for n in m["release"].split(".")]
-    pre_label = _PRE_LABELS.get(m["pre_l"], "rc") if m["pre_l"] else ""
-    pre_n = int(m["pre_n"] or 0)
-    post = int(m["post_n1"] or m["post_n2"] or 0)
-    dev = int(m["dev_n"] or 0)
-
-    text_out = f"{epoch}!" if epoch else ""
-    text_out += ".".join(str(n) for n in release)
-    if pre_label:
-        text_out += f"{pre_label}{pre_n}"
-    if post:
-        text_out += f".post{post}"
-    if dev:
-        text_out += f".dev{dev}"
-
-    slots = [0] * 10
-    slots[0] = _int32(epoch)
-    for i, n in enumerate(release[:5]):
-        slots[1 + i] = _int32(n)
-    slots[6] = _PRE_RANK.get(pre_label, 0)
-    slots[7] = _int32(pre_n)
-    slots[8] = _int32(post)
-    if dev:
-        if post or slots[6]:
-            slots[9] = _int32(-dev)
-        else:
-            slots[6] = _int32(_INT32_MIN + dev)
-    return text_out, "pep440:" + ".".join(str(n) for n in slots)
+    return version.canonical, version.normalized
 
 
 def read_headers(data: bytes) -> dict[str, str]:

@@ -1,20 +1,26 @@
 """Distribution scanners of the rpm-based systems: RHEL, Amazon Linux, Oracle, SUSE, Photon.
 
-Field values follow the claircore sources named on each builder; they must equal what the
-matching updater writes (clair-api.md 7.2) for the matcher's lookups to hit.
+The records themselves come from :mod:`clair_common.distributions`, which the matching
+updaters use too: they must be equal (clair-api.md 7.2) for the matcher's lookups to hit.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import ClassVar
 
+from clair_common.distributions import (
+    amazon_linux_distribution,
+    leap_distribution,
+    oracle_distribution,
+    photon_distribution,
+    rhel_distribution,
+    sles_distribution,
+)
 from clair_common.models import Distribution
 
 from . import osrelease
 from .base import LayerFiles, Scanner, ScanResult, exists, read_file
-from .cpe import to_formatted_string
 
 REDHAT_RELEASE = "etc/redhat-release"
 ORACLE_RELEASE = "etc/oracle-release"
@@ -36,18 +42,6 @@ def _os_release(layer: LayerFiles) -> dict[str, str] | None:
 _RHEL_RELEASE = re.compile(
     rb"Red Hat Enterprise Linux (?:Server|Atomic Host)?\s*(?:release)?\s*(\d+)(?:\.\d)?"
 )
-
-
-def rhel_distribution(major: int) -> Distribution:
-    ver = str(major)
-    return Distribution(
-        did="rhel",
-        name="Red Hat Enterprise Linux Server",
-        version=ver,
-        version_id=ver,
-        pretty_name=f"Red Hat Enterprise Linux Server {ver}",
-        cpe=to_formatted_string(f"cpe:/o:redhat:enterprise_linux:{ver}"),
-    )
 
 
 def rhel_from_release_text(data: bytes) -> Distribution | None:
@@ -78,47 +72,18 @@ class RhelScanner(Scanner):
 
 # --- Amazon Linux: claircore aws/distributionscanner.go + aws/releases.go ----------------------
 
-_AWS_RELEASES: tuple[tuple[re.Pattern[bytes], Distribution], ...] = (
-    (
-        re.compile(rb'CPE_NAME="cpe:/o:amazon:linux:201.\.0[39]:ga"'),
-        Distribution(
-            did="amzn",
-            name="Amazon Linux AMI",
-            version="2018.03",
-            version_id="2018.03",
-            pretty_name="Amazon Linux AMI 2018.03",
-            cpe=to_formatted_string("cpe:/o:amazon:linux:2018.03:ga"),
-        ),
-    ),
-    (
-        re.compile(rb'CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2"'),
-        Distribution(
-            did="amzn",
-            name="Amazon Linux",
-            version="2",
-            version_id="2",
-            pretty_name="Amazon Linux 2",
-            cpe=to_formatted_string("cpe:2.3:o:amazon:amazon_linux:2"),
-        ),
-    ),
-    (
-        re.compile(rb'CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2023"'),
-        Distribution(
-            did="amzn",
-            name="Amazon Linux",
-            version="2023",
-            version_id="2023",
-            pretty_name="Amazon Linux 2023",
-            cpe=to_formatted_string("cpe:2.3:o:amazon:amazon_linux:2023"),
-        ),
-    ),
+# os-release's CPE_NAME of each claircore aws/releases.go release.
+_AWS_RELEASES: tuple[tuple[re.Pattern[bytes], str], ...] = (
+    (re.compile(rb'CPE_NAME="cpe:/o:amazon:linux:201.\.0[39]:ga"'), "2018.03"),
+    (re.compile(rb'CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2"'), "2"),
+    (re.compile(rb'CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2023"'), "2023"),
 )
 
 
 def aws_from_os_release_text(data: bytes) -> Distribution | None:
-    for pattern, dist in _AWS_RELEASES:
+    for pattern, version in _AWS_RELEASES:
         if pattern.search(data):
-            return replace(dist)  # a fresh object per scan: callers may set its id
+            return amazon_linux_distribution(version)
     return None
 
 
@@ -141,18 +106,6 @@ class AwsScanner(Scanner):
 # Clair's per-release regexes, generalized over the major number: os-release's PRETTY_NAME
 # ("Oracle Linux Server 8.9") or the issue/oracle-release line ("... release 5.11").
 _ORACLE_RELEASE = re.compile(rb"(?is)Oracle Linux Server (?:release ?)?(\d+)(?:\.\d*)?")
-
-
-def oracle_distribution(major: int) -> Distribution:
-    ver = str(major)
-    return Distribution(
-        did="ol",
-        name="Oracle Linux Server",
-        version=ver,
-        version_code_name=f"Oracle Linux {ver}",
-        version_id=ver,
-        pretty_name=f"Oracle Linux Server {ver}",
-    )
 
 
 def oracle_from_text(data: bytes) -> Distribution | None:
@@ -179,26 +132,6 @@ class OracleScanner(Scanner):
 
 
 # --- SUSE: claircore suse/releases.go values, keyed like the HEAD updater (suse/factory.go) ----
-
-
-def sles_distribution(major: str) -> Distribution:
-    return Distribution(
-        did="sles",
-        name="SLES",
-        version=major,
-        version_id=major,
-        pretty_name=f"SUSE Linux Enterprise Server {major}",
-    )
-
-
-def leap_distribution(version: str, did: str = "opensuse-leap") -> Distribution:
-    return Distribution(
-        did=did,
-        name="openSUSE Leap",
-        version=version,
-        version_id=version,
-        pretty_name=f"openSUSE Leap {version}",
-    )
 
 
 def suse_from_os_release(kv: dict[str, str]) -> Distribution | None:
@@ -242,16 +175,6 @@ class SuseScanner(Scanner):
 
 
 # --- Photon: claircore photon/distributionscanner.go + photon/releases.go mkDist ---------------
-
-
-def photon_distribution(version: str) -> Distribution:
-    return Distribution(
-        did="photon",
-        name="VMware Photon OS",
-        version=version,
-        version_id=version,
-        pretty_name="VMware Photon OS/Linux",
-    )
 
 
 _PHOTON_VERSION = re.compile(r"[0-9]+\.[0-9]+")

@@ -13,7 +13,7 @@ import contextlib
 import email.utils
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -141,20 +141,39 @@ def response_fingerprint(resp: aiohttp.ClientResponse) -> str:
     return resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
 
 
+def if_modified_since(prev_fingerprint: str) -> dict[str, str]:
+    """The fingerprint is a Last-Modified date, sent back as it is."""
+    return {"If-Modified-Since": prev_fingerprint} if prev_fingerprint else {}
+
+
+def last_modified(resp: aiohttp.ClientResponse) -> str:
+    """Feeds whose Clair updater keys on Last-Modified alone (debian), ignoring any ETag."""
+    return resp.headers.get("Last-Modified", "")
+
+
 async def conditional_download(
-    client: aiohttp.ClientSession, url: str, prev_fingerprint: str, *, feed: str, suffix: str
+    client: aiohttp.ClientSession,
+    url: str,
+    prev_fingerprint: str,
+    *,
+    feed: str,
+    suffix: str,
+    conditional_headers: Callable[[str], dict[str, str]] = request_headers,
+    fingerprint_of: Callable[[aiohttp.ClientResponse], str] = response_fingerprint,
 ) -> FetchResult | _Unchanged:
     """GET `url` into a temporary file unless it is unchanged since `prev_fingerprint`.
 
-    Unchanged is a 304, or a 200 carrying the same validator (Clair's alpine rule).
+    Unchanged is a 304, or a 200 carrying the same validator (Clair's alpine rule). The
+    validator is ETag or Last-Modified by default; `conditional_headers` and `fingerprint_of`
+    (e.g. :func:`if_modified_since` and :func:`last_modified`) pick another.
     """
     try:
-        async with client.get(url, headers=request_headers(prev_fingerprint)) as resp:
+        async with client.get(url, headers=conditional_headers(prev_fingerprint)) as resp:
             if resp.status == 304:
                 return Unchanged
             if resp.status != 200:
                 raise FeedError(f"{feed}: GET {url}: unexpected status {resp.status}")
-            fingerprint = response_fingerprint(resp)
+            fingerprint = fingerprint_of(resp)
             if prev_fingerprint and fingerprint == prev_fingerprint:
                 return Unchanged
             fd, name = tempfile.mkstemp(prefix="clair-feed-", suffix=suffix)

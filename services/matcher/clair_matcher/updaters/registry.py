@@ -15,8 +15,15 @@ from typing import Any
 import aiohttp
 
 from clair_matcher.updaters.alpine import AlpineFactory
+from clair_matcher.updaters.aws import AwsFactory
 from clair_matcher.updaters.base import ConfigProblem, Updater, UpdaterSetFactory
+from clair_matcher.updaters.debian import DebianFactory
+from clair_matcher.updaters.oracle import OracleFactory
 from clair_matcher.updaters.osv import OsvFactory
+from clair_matcher.updaters.photon import PhotonFactory
+from clair_matcher.updaters.rhel_vex import RhelVexFactory
+from clair_matcher.updaters.suse import SuseFactory
+from clair_matcher.updaters.ubuntu import UbuntuFactory
 
 log = logging.getLogger("clair.matcher.updaters")
 
@@ -24,7 +31,14 @@ FactoryBuilder = Callable[[], UpdaterSetFactory]
 
 _FACTORIES: dict[str, FactoryBuilder] = {
     "alpine": AlpineFactory,
+    "aws": AwsFactory,
+    "debian": DebianFactory,
+    "oracle": OracleFactory,
     "osv": OsvFactory,
+    "photon": PhotonFactory,
+    "rhel-vex": RhelVexFactory,
+    "suse": SuseFactory,
+    "ubuntu": UbuntuFactory,
 }
 
 

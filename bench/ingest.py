@@ -1,0 +1,260 @@
+"""Benchmark: one updater run of a million-record feed, against a bare COPY of its rows.
+
+An OSV PyPI feed (`ecosystems.txt` and `PyPI/all.zip`, the real wire format) of at least
+1,000,000 vulnerability records is generated in a temporary directory and served by a local
+HTTP server. Then, on fresh databases of one embedded PostgreSQL:
+
+  (a) a subprocess runs the osv updater set once through `UpdateScheduler.run_once()`: fetch,
+      parse, hash, dedupe, COPY, links, latest-operation bookkeeping, GC
+  (b) the same final `vuln` rows (dumped from (a)'s database) are COPYed into the same
+      indexed table of an empty database
+
+and prints (a), (b), (a)/(b) (goal: at most 2) and the peak RSS (VmHWM) of (a)'s process
+(goal: under 500 MB). `bench/match.py` reuses the feed and the ingest of this module.
+
+Usage: .venv/bin/python bench/ingest.py [--records 1000000] [--packages 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import http.server
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clair_common.embedded_pg import (  # noqa: E402
+    EmbeddedPostgres,
+    dsn_with_database,
+    ensure_database_sync,
+)
+
+RANGES_PER_ADVISORY = 4
+_CVSS = (
+    "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+    "CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:U/C:L/I:N/A:N",
+    "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:N/I:N/A:H",
+)
+
+
+def package_name(n: int) -> str:
+    return f"benchpkg-{n:05d}"
+
+
+def fixed_version(advisory: int) -> str:
+    """Spread fixed versions so that some installed versions (1.x.y) are affected."""
+    return f"1.{advisory % 7}.{advisory % 13}"
+
+
+def _advisory(i: int, packages: int, rng: random.Random) -> dict[str, Any]:
+    affected = []
+    for k in range(RANGES_PER_ADVISORY):
+        fixed = fixed_version(i + k)
+        affected.append(
+            {
+                "package": {"ecosystem": "PyPI", "name": package_name(rng.randrange(packages))},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}
+                ],
+                "versions": [f"0.{m}.0" for m in range(8)],
+            }
+        )
+    doc: dict[str, Any] = {
+        "id": f"PYSEC-2099-{i}",
+        "modified": "2024-03-01T00:00:00Z",
+        "published": "2023-06-15T12:00:00Z",
+        "aliases": [f"CVE-2099-{i}"],
+        "summary": f"Synthetic advisory {i}: improper input validation in a parser",
+        "details": "A crafted document makes the parser read out of bounds. " * 3,
+        "affected": affected,
+        "references": [
+            {"type": "ADVISORY", "url": f"https://example.org/advisories/{i}"},
+            {"type": "FIX", "url": f"https://example.org/commits/{i:x}"},
+        ],
+    }
+    if i % 4 == 0:
+        doc["severity"] = [{"type": "CVSS_V3", "score": _CVSS[i % len(_CVSS)]}]
+    return doc
+
+
+def generate_feed(directory: Path, records: int, packages: int, seed: int = 1) -> int:
+    """Writes `ecosystems.txt` and `PyPI/all.zip`; returns the number of records."""
+    rng = random.Random(seed)
+    advisories = -(-records // RANGES_PER_ADVISORY)
+    (directory / "PyPI").mkdir(parents=True, exist_ok=True)
+    (directory / "ecosystems.txt").write_text("PyPI\n")
+    with zipfile.ZipFile(
+        directory / "PyPI" / "all.zip", "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+    ) as zf:
+        for i in range(advisories):
+            zf.writestr(f"PYSEC-2099-{i}.json", orjson.dumps(_advisory(i, packages, rng)))
+    return advisories * RANGES_PER_ADVISORY
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """A local HTTP server (Last-Modified, If-Modified-Since) for the feed files."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _updater_run(dsn: str, url: str) -> dict[str, Any]:
+    from clair_common.db.locks import AdvisoryLocks
+    from clair_common.db.migrate import migrate
+    from clair_common.db.pool import create_pool
+    from clair_matcher.scheduler import UpdateScheduler
+
+    await migrate(dsn, "matcher", "clair_matcher")
+    pool = await create_pool(dsn, schema="matcher", application_name="bench")
+    locks = AdvisoryLocks(dsn)
+    scheduler = UpdateScheduler(
+        pool,
+        locks,
+        sets=["osv"],
+        config={"osv": {"url": url}},
+        period=timedelta(hours=6),
+        retention=10,
+    )
+    try:
+        start = time.perf_counter()
+        report = await scheduler.run_once()
+        seconds = time.perf_counter() - start
+        rows = await pool.fetchval("SELECT count(*) FROM vuln")
+    finally:
+        await scheduler.close()
+        await locks.close()
+        await pool.close()
+    if report.errors:
+        raise SystemExit(f"updater run failed: {report.errors}")
+    return {"seconds": seconds, "rows": rows, "outcomes": report.outcomes}
+
+
+def run_updater_subprocess(dsn: str, url: str) -> dict[str, Any]:
+    """(a) in its own process, so that its peak RSS is the ingest's alone."""
+    cmd = [sys.executable, str(Path(__file__)), "--run-case", "updater", "--dsn", dsn]
+    out = subprocess.run([*cmd, "--url", url], check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+async def bare_copy(source_dsn: str, target_dsn: str, dump: Path) -> float:
+    """(b): the final vuln rows of `source_dsn`, COPYed into an empty, indexed `vuln`."""
+    import asyncpg
+
+    from clair_common.db.migrate import migrate
+    from clair_matcher.ingest import STAGE_COLUMNS
+
+    columns = ["updater", *STAGE_COLUMNS]
+    src = await asyncpg.connect(source_dsn)
+    try:
+        await src.copy_from_query(
+            f"SELECT {', '.join(columns)} FROM matcher.vuln ORDER BY id",
+            output=str(dump),
+            format="binary",
+        )
+    finally:
+        await src.close()
+    await migrate(target_dsn, "matcher", "clair_matcher")
+    dst = await asyncpg.connect(target_dsn)
+    try:
+        start = time.perf_counter()
+        await dst.copy_to_table(
+            "vuln", schema_name="matcher", source=str(dump), columns=columns, format="binary"
+        )
+        return time.perf_counter() - start
+    finally:
+        await dst.close()
+
+
+def fresh_database(pg: EmbeddedPostgres, name: str) -> str:
+    ensure_database_sync(pg.dsn, name)
+    return dsn_with_database(pg.dsn, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--packages", type=int, default=200_000, help="distinct package names")
+    parser.add_argument("--run-case", choices=["updater"], help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_case == "updater":
+        logging.basicConfig(level=logging.WARNING)
+        result = asyncio.run(_updater_run(args.dsn, args.url))
+        result["peak_rss_mib"] = peak_rss_mib()
+        print(json.dumps(result))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    work.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user when we are root
+    pg = EmbeddedPostgres(work / "pg", fast=True)
+    pg.start()
+    try:
+        started = time.perf_counter()
+        records = generate_feed(work / "feed", args.records, args.packages)
+        size = (work / "feed" / "PyPI" / "all.zip").stat().st_size / 2**20
+        print(
+            f"feed: {records:,} records, all.zip {size:.0f} MiB"
+            f" (generated in {time.perf_counter() - started:.0f} s)"
+        )
+        with serve_directory(work / "feed") as url:
+            a = run_updater_subprocess(fresh_database(pg, "updater"), url)
+        b = asyncio.run(
+            bare_copy(
+                dsn_with_database(pg.dsn, "updater"),
+                fresh_database(pg, "baseline"),
+                work / "rows.copy",
+            )
+        )
+        ratio = a["seconds"] / b
+        print(f"rows in vuln:           {a['rows']:,}")
+        print(f"(a) updater run:        {a['seconds']:.2f} s")
+        print(f"(b) bare COPY:          {b:.2f} s")
+        print(f"(a)/(b):                {ratio:.2f} (goal <= 2)")
+        print(f"peak RSS of (a):        {a['peak_rss_mib']:.0f} MiB (goal < 500 MB)")
+    finally:
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""OVAL rpminfo definitions to Vulnerability records (claircore `ovalutil.RPMDefsToVulns`).
+
+Shared by the photon, oracle and suse updaters. Per definition, every criterion (nested ones
+first) whose test is an `rpminfo_test` on an `rpminfo_object` becomes one binary-package record
+per enabled module (from "Module X is enabled" comments anywhere in the definition) and per
+prototype record of the caller: fixed_in_version is the state's EVR verbatim, the package arch
+and arch operation come from the state's arch. A state without an EVR (signature key,
+release version, arch-only checks) or any dangling reference skips the criterion, as in Clair.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+
+from clair_common.models import Package, Vulnerability
+from clair_matcher.updaters.base import FetchResult, UnchangedType, Updater, config_str
+from clair_matcher.updaters.oval import Definition, OvalDocument, issued_time, links
+from clair_matcher.updaters.oval_fetch import fetch_oval, parse_compression
+
+_MODULE_COMMENT = re.compile(r"Module (.*) is enabled")
+# OVAL operation → Clair's ArchOp text; anything else is no operation.
+_ARCH_OPS = {"equals": "equals", "not equal": "not equals", "pattern match": "pattern match"}
+
+ProtoVulns = Callable[[Definition], Sequence[Vulnerability]]
+
+
+def enabled_modules(defn: Definition) -> list[str]:
+    found = []
+    for criterion in defn.criteria.walk():
+        match = _MODULE_COMMENT.search(criterion.comment)
+        if match and match[1]:
+            found.append(match[1])
+    return found or [""]
+
+
+def proto_vulnerability(
+    updater: str, defn: Definition, normalize: Callable[[str], str]
+) -> Vulnerability:
+    """The fields every rpminfo updater takes from the definition itself."""
+    return Vulnerability(
+        updater=updater,
+        name=defn.title,
+        description=defn.description,
+        issued=issued_time(defn.advisory.issued),
+        links=links(defn),
+        severity=defn.advisory.severity,
+        normalized_severity=normalize(defn.advisory.severity),
+    )
+
+
+def rpm_vulnerabilities(
+    doc: OvalDocument, defn: Definition, protos: Sequence[Vulnerability]
+) -> Iterator[Vulnerability]:
+    """The records of one definition; `protos` carry everything but package and fix."""
+    if not protos:
+        return
+    modules = enabled_modules(defn)
+    for criterion in defn.criteria.walk():
+        test = doc.test(criterion.test_ref)
+        if test is None or test.kind != "rpminfo_test" or not test.object_refs:
+            continue
+        obj = doc.object(test.object_refs[0])
+        if obj is None or obj.kind != "rpminfo_object":
+            continue
+        name_field = obj.get("name")
+        name = name_field.body if name_field is not None else ""
+        if not name:
+            continue  # no package to match against
+        fixed, arch, arch_op = "", "", ""
+        if test.state_refs:
+            state = doc.state(test.state_refs[0])
+            if state is None or state.kind != "rpminfo_state":
+                continue
+            evr = state.get("evr")
+            if evr is None:
+                continue  # not a package version check
+            fixed = evr.body
+            arch_field = state.get("arch")
+            if arch_field is not None:
+                arch, arch_op = arch_field.body, _ARCH_OPS.get(arch_field.operation, "")
+        for module in modules:
+            package = Package(name=name, kind="binary", module=module, arch=arch)
+            for proto in protos:
+                yield replace(proto, package=package, fixed_in_version=fixed, arch_op=arch_op)
+
+
+class OvalRpmUpdater(Updater):
+    """One OVAL rpminfo document; `updaters.config.<name>` takes `url` and `compression`."""
+
+    def __init__(self, name: str, url: str, compression: str) -> None:
+        self.name = name
+        self.url = url
+        self.compression = compression
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        url = config_str(config, "url", self.name)
+        if url:
+            self.url = url
+        compression = config_str(config, "compression", self.name)
+        if compression:
+            self.compression = parse_compression(compression, self.name)
+
+    async def fetch(
+        self, client: aiohttp.ClientSession, prev_fingerprint: str
+    ) -> FetchResult | UnchangedType:
+        return await fetch_oval(
+            client, self.url, prev_fingerprint, feed=self.name, compression=self.compression
+        )
+
+    def parse(self, fetched: FetchResult) -> Iterator[Vulnerability]:
+        doc = OvalDocument(fetched.path, f"{self.name} ({fetched.url})")
+        for defn in doc.definitions():
+            yield from rpm_vulnerabilities(doc, defn, self.prototypes(defn))
+
+    @abc.abstractmethod
+    def prototypes(self, defn: Definition) -> Sequence[Vulnerability]:
+        """The records a definition stands for, before package and fix are filled in."""

@@ -1,0 +1,153 @@
+"""End to end: Amazon Linux 2 and 2023 images matched against the served ALAS feeds.
+
+The images carry Amazon's documented os-release and an rpm database built here by real
+`rpmbuild` / `rpm`, holding packages the served advisories name, at versions before and after
+their fixes (and a few that must not match: wrong arch, other release's advisory). The
+expected advisories are computed from the served updateinfo with rpm's own version compare.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
+from tests.fixtures.feeds import FeedServer
+from tests.fixtures.images import Entry, Symlink, build_layer, files_from_dir
+from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.rpmbuild import (
+    InstalledRpm,
+    RpmBuilder,
+    SourceRpm,
+    install_rpms,
+    rpm_qa,
+    session_builder,
+)
+from tests.indexer.test_scanners_distributions import AL2, AL2023
+from tests.matcher.test_updaters_aws import SERVED, serve_release
+
+X86 = "x86_64"
+IMAGES: dict[str, tuple[str, list[SourceRpm]]] = {
+    "AL2": (
+        AL2,
+        [
+            SourceRpm("qemu-kvm", "1.5.3", "141.amzn2.5.2", epoch=10, arch=X86),  # before
+            SourceRpm("qemu-img", "1.5.3", "141.amzn2.5.3", epoch=10, arch=X86),  # the fix
+            SourceRpm("qemu-kvm-tools", "2.0", "1.amzn2", epoch=9, arch=X86),  # lower epoch
+            SourceRpm("java-1.8.0-openjdk", "1.8.0.151", "1.b12.amzn2", epoch=1, arch=X86),
+            SourceRpm("java-1.8.0-openjdk-headless", "1.8.0.200", "1.amzn2", arch=X86),
+            SourceRpm("rsyslog", "8.2204.0", "2.amzn2023.0.1", arch=X86),  # AL2023's advisory
+        ],
+    ),
+    "AL2023": (
+        AL2023,
+        [
+            SourceRpm("rsyslog", "8.2204.0", "2.amzn2023.0.1", arch=X86),  # before
+            SourceRpm("rsyslog-mmaudit", "8.2204.0", "3.amzn2023.0.2", arch=X86),  # the fix
+            SourceRpm("rsyslog-openssl", "8.2204.0", "4.amzn2023.0.1", arch=X86),  # after
+            SourceRpm("rsyslog-doc", "8.2204.0", "2.amzn2023.0.1", arch=X86),  # feed: noarch
+            SourceRpm("qemu-kvm", "1.5.3", "141.amzn2.5.2", epoch=10, arch=X86),  # AL2's
+        ],
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
+    return session_builder(tmp_path_factory)
+
+
+@pytest.fixture
+async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
+    updaters = {"sets": ["aws"], "config": {"aws": {"url": feed_server.url}}}
+    async with running_combo(pg_dsn, tmp_path / "cache", updaters=updaters) as c:
+        yield c
+
+
+def rpm_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
+    """rpm's own `rpm.vercmp` over (a, b) EVR pairs, in one `rpm --eval`."""
+    calls = "".join(f'print(rpm.vercmp("{a}", "{b}")) print(" ") ' for a, b in pairs)
+    out = subprocess.run(
+        ["rpm", "--eval", f"%{{lua: {calls}}}"], check=True, capture_output=True, text=True
+    ).stdout
+    return [int(x) for x in out.split()]
+
+
+def expected_advisories(
+    updateinfo_gz: bytes, installed: list[InstalledRpm]
+) -> dict[tuple[str, str], set[str]]:
+    """(name, Clair version) → ALAS ids whose fixed EVR for the same name and arch is newer."""
+    candidates: list[tuple[InstalledRpm, str, str]] = []  # (package, ALAS id, fixed EVR)
+    for update in ET.fromstring(gzip.decompress(updateinfo_gz)).iter("update"):
+        alas = update.findtext("id", "")
+        for fixed in update.iter("package"):
+            for pkg in installed:
+                if (fixed.get("name"), fixed.get("arch")) == (pkg.name, pkg.arch):
+                    evr = f"{fixed.get('epoch')}:{fixed.get('version')}-{fixed.get('release')}"
+                    candidates.append((pkg, alas, evr))
+    pairs = [(f"{p.epoch or 0}:{p.version}-{p.release}", evr) for p, _, evr in candidates]
+    out: dict[tuple[str, str], set[str]] = {}
+    for (pkg, alas, _), cmp in zip(candidates, rpm_vercmp(pairs), strict=True):
+        if cmp < 0:
+            out.setdefault((pkg.name, pkg.clair_version), set()).add(alas)
+    return out
+
+
+async def _scan(
+    combo: Combo, registry: LocalRegistry, builder: RpmBuilder, root: Path, label: str
+) -> tuple[list[InstalledRpm], dict[str, Any], dict[str, Any]]:
+    os_release, sources = IMAGES[label]
+    dbdir = install_rpms(builder.build(sources), root)
+    files: dict[str, Entry] = {
+        **files_from_dir(dbdir, "var/lib/rpm"),
+        "usr/lib/os-release": os_release.encode(),
+        "etc/os-release": Symlink("../usr/lib/os-release"),
+    }
+    manifest = await registry.push_image(f"amazon-{label.lower()}-e2e", [build_layer(files)])
+    indexed = await combo.index(manifest)
+    return rpm_qa(dbdir), indexed, await combo.vulnerability_report(manifest.hash)
+
+
+async def test_amazon_linux_images_against_alas(
+    combo: Combo,
+    feed_server: FeedServer,
+    registry: LocalRegistry,
+    shared_data: Path,
+    rpm_builder: RpmBuilder,
+    tmp_path: Path,
+) -> None:
+    served = {label: serve_release(feed_server, shared_data, label) for label in SERVED}
+    run = await combo.run_updaters()
+    assert run.outcomes == {f"aws-{label}-updater": "updated" for label in SERVED}, run.errors
+
+    for label in IMAGES:
+        installed, indexed, report = await _scan(
+            combo, registry, rpm_builder, tmp_path / label, label
+        )
+        (dist,) = indexed["distributions"].values()
+        assert (dist["did"], dist["version_id"]) == ("amzn", label.removeprefix("AL"))
+        assert len(indexed["packages"]) == len(IMAGES[label][1])
+
+        want = expected_advisories(served[label], installed)
+        assert vulnerabilities_by_package(report) == want, label
+        for vuln in report["vulnerabilities"].values():
+            assert vuln["updater"] == f"aws-{label}-updater"
+            assert vuln["distribution"]["version_id"] == label.removeprefix("AL")
+        # No CVSS enrichment data was loaded: the section is there and empty.
+        assert report["enrichments"] == {}
+
+        if label == "AL2":
+            assert want == {
+                ("qemu-kvm", "10:1.5.3-141.amzn2.5.2"): {"ALAS2-2018-942"},
+                ("qemu-kvm-tools", "9:2.0-1.amzn2"): {"ALAS2-2018-942"},
+                ("java-1.8.0-openjdk", "1:1.8.0.151-1.b12.amzn2"): {"ALAS2-2018-949"},
+                ("java-1.8.0-openjdk-headless", "1.8.0.200-1.amzn2"): {"ALAS2-2018-949"},
+            }
+        else:
+            assert want == {("rsyslog", "8.2204.0-2.amzn2023.0.1"): {"ALAS2023-2023-001"}}
