@@ -28,7 +28,7 @@ from clair_indexer.scanners import osrelease
 from clair_indexer.scanners.distributions import ubuntu_distribution as scanned_ubuntu
 from clair_indexer.scanners.distributions import ubuntu_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
-from clair_matcher.updaters import ConfigProblem, FetchResult, Unchanged
+from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
 from clair_matcher.updaters.registry import build_factories
 from clair_matcher.updaters.ubuntu import (
     UbuntuFactory,
@@ -234,10 +234,10 @@ async def test_series_errors_fail_the_set(
     factory = UbuntuFactory()
     factory.configure(ubuntu_config(canonical))
     canonical.status_overrides["oval/com.ubuntu.bionic.cve.oval.xml"] = 503
-    with pytest.raises(Exception, match=r"HEAD .*bionic.*unexpected status 503"):
+    with pytest.raises(FeedError, match=r"HEAD .*bionic.*unexpected status 503"):
         await factory.updater_set(client)
     canonical.put("api/ubuntu/series", b'{"entries": [{"name": "bionic", "active": true}]}')
-    with pytest.raises(Exception, match=r"entries\[0\]: active series without name and version"):
+    with pytest.raises(FeedError, match=r"entries\[0\]: active series without name and version"):
         await factory.updater_set(client)
 
 
