@@ -3,7 +3,7 @@
 A vulnerability is found only when the distribution its updater stored equals, in the columns
 the matcher compares, the one the indexer's scanner reported (clair-api.md 7.2). claircore
 keeps these values in one ``releases.go`` per ecosystem; this module is our single copy of
-them, used by the rpm-based distribution scanners and by the updaters of the same systems.
+them, used by the distribution scanners and by the updaters of the same systems.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from clair_common.vulnerable.cpe import to_formatted_string
 __all__ = [
     "AMAZON_LINUX_VERSIONS",
     "amazon_linux_distribution",
+    "debian_distribution",
     "leap_distribution",
     "oracle_distribution",
     "photon_distribution",
@@ -28,6 +29,18 @@ _AMAZON_LINUX = {
     "2023": ("Amazon Linux", "cpe:2.3:o:amazon:amazon_linux:2023"),
 }
 AMAZON_LINUX_VERSIONS = tuple(_AMAZON_LINUX)
+
+
+def debian_distribution(codename: str, major: int) -> Distribution:
+    """claircore debian/releases.go mkDist."""
+    return Distribution(
+        did="debian",
+        name="Debian GNU/Linux",
+        version=f"{major} ({codename})",
+        version_code_name=codename,
+        version_id=str(major),
+        pretty_name=f"Debian GNU/Linux {major} ({codename})",
+    )
 
 
 def rhel_distribution(major: int | str) -> Distribution:

@@ -138,6 +138,20 @@ class Package:
         )
 
 
+# Distribution's members in Clair's JSON order; all but `id` identify a distribution.
+DISTRIBUTION_FIELDS = (
+    "id",
+    "did",
+    "name",
+    "version",
+    "version_code_name",
+    "version_id",
+    "arch",
+    "cpe",
+    "pretty_name",
+)
+
+
 @dataclass(slots=True)
 class Distribution:
     id: str = ""
@@ -151,47 +165,15 @@ class Distribution:
     pretty_name: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "did": self.did,
-            "name": self.name,
-            "version": self.version,
-            "version_code_name": self.version_code_name,
-            "version_id": self.version_id,
-            "arch": self.arch,
-            "cpe": self.cpe,
-            "pretty_name": self.pretty_name,
-        }
+        return {name: getattr(self, name) for name in DISTRIBUTION_FIELDS}
 
     def key(self) -> tuple[str, ...]:
         """Identity without the row id, for dedupe."""
-        return (
-            self.did,
-            self.name,
-            self.version,
-            self.version_code_name,
-            self.version_id,
-            self.arch,
-            self.cpe,
-            self.pretty_name,
-        )
+        return tuple(getattr(self, name) for name in DISTRIBUTION_FIELDS[1:])
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Distribution:
-        return cls(**{k: str(doc.get(k, "")) for k in _DIST_FIELDS})
-
-
-_DIST_FIELDS = (
-    "id",
-    "did",
-    "name",
-    "version",
-    "version_code_name",
-    "version_id",
-    "arch",
-    "cpe",
-    "pretty_name",
-)
+        return cls(**{k: str(doc.get(k, "")) for k in DISTRIBUTION_FIELDS})
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.distributions import debian_distribution as release_distribution
 from clair_common.models import Vulnerability
 from clair_indexer.scanners.distributions import debian_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
@@ -30,7 +31,6 @@ from clair_matcher.updaters.debian import (
     DebianUpdater,
     iter_members,
     normalize_severity,
-    release_distribution,
     suite_directories,
 )
 from clair_matcher.updaters.registry import build_factories

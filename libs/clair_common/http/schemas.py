@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from clair_common.models import DISTRIBUTION_FIELDS
+
 Schema = dict[str, Any]
 
 _STRING: Schema = {"type": "string"}
@@ -110,20 +112,7 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "Distribution": _record(
         "The operating system a package belongs to, as os-release describes it.",
-        {
-            name: ref("CPE") if name == "cpe" else _STRING
-            for name in (
-                "id",
-                "did",
-                "name",
-                "version",
-                "version_code_name",
-                "version_id",
-                "arch",
-                "cpe",
-                "pretty_name",
-            )
-        },
+        {name: ref("CPE") if name == "cpe" else _STRING for name in DISTRIBUTION_FIELDS},
     ),
     "Repository": _record(
         "A package repository; members other than `cpe` are omitted when empty.",

@@ -5,7 +5,8 @@ The matcher uses them to build vulnerability reports, the indexer to answer
 
 * :class:`IndexRecord` / :func:`index_records`: what a report is matched as.
 * :class:`Matcher`: ``name``, ``filter(record)``, ``constraints`` (vuln columns that must
-  equal record fields, as data for one SQL query) and ``vulnerable(record, vuln)``.
+  equal record fields, as data for one SQL query) and ``vulnerable(record, vuln)``, which
+  reads only the :data:`RULE_COLUMNS` of ``vuln`` (:func:`rule_candidate` builds just those).
 * :func:`default_matchers`: the configured matchers (``matchers.names``, None = all).
 """
 
@@ -19,17 +20,20 @@ from clair_common.vulnerable.matchers import (
     default_matchers,
 )
 from clair_common.vulnerable.records import (
+    RULE_COLUMNS,
     UNMATCHABLE_KIND,
     Constraint,
     IndexRecord,
     index_records,
     normalized_kind,
+    rule_candidate,
     severity_sorted,
 )
 
 __all__ = [
     "MATCHER_NAMES",
     "RHEL_REPOSITORY_KEY",
+    "RULE_COLUMNS",
     "UNMATCHABLE_KIND",
     "Constraint",
     "IndexRecord",
@@ -38,5 +42,6 @@ __all__ = [
     "default_matchers",
     "index_records",
     "normalized_kind",
+    "rule_candidate",
     "severity_sorted",
 ]

@@ -146,11 +146,13 @@ def parse(text: str) -> CPE:
     raise CPEError(f"not a CPE: {text!r}")
 
 
-def _literal(value: str) -> str:
-    """A percent-decoded URI value taken literally, in the canonical form."""
-    if value in ("", NA):
-        return ANY if value == "" else NA
-    return "".join("\\" + c if c in "*?\\" else c for c in unquote(value))
+def _from_uri_literal(raw: str) -> str:
+    """A URI value percent-decoded as UTF-8 and taken literally, in the canonical form."""
+    if raw == "":
+        return ANY
+    if raw == NA:
+        return NA
+    return "".join("\\" + c if c in "*?\\" else c for c in unquote(raw))
 
 
 def to_formatted_string(text: str) -> str:
@@ -164,7 +166,7 @@ def to_formatted_string(text: str) -> str:
     if fields is not None:
         return "cpe:2.3:" + ":".join(f or ANY for f in fields)
     if text.startswith("cpe:/"):
-        return CPE(tuple(_literal(v) for v in _uri_fields(text))).bind_fs()
+        return CPE(tuple(_from_uri_literal(v) for v in _uri_fields(text))).bind_fs()
     raise CPEError(f"not a CPE: {text!r}")
 
 

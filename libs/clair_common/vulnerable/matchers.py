@@ -49,14 +49,18 @@ class Matcher(ABC):
 
     @abstractmethod
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
-        """Whether the record's package is affected; raises MatchError where Clair errors."""
+        """Whether the record's package is affected; raises MatchError where Clair errors.
+
+        Reads only the fields of ``vuln`` that :func:`records.rule_candidate` fills (package
+        version and arch, repository, fixed_in_version, arch_op): the matcher decides on such
+        partial candidates and loads full rows only for the vulnerabilities that match.
+        """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
 
-# The query most distribution matchers make (claircore's PackageName, DistributionDID,
-# DistributionName, DistributionVersion; the package name is always compared).
+# What debian, oracle, photon and suse match a distribution on (besides the package name).
 _DID_NAME_VERSION = (
     Constraint.DISTRIBUTION_DID,
     Constraint.DISTRIBUTION_NAME,

@@ -23,11 +23,13 @@ from clair_common.models import (
 )
 
 __all__ = [
+    "RULE_COLUMNS",
     "UNMATCHABLE_KIND",
     "Constraint",
     "IndexRecord",
     "index_records",
     "normalized_kind",
+    "rule_candidate",
     "severity_sorted",
 ]
 
@@ -154,6 +156,40 @@ _INDEX_COLUMNS = {
     **{c: f"d.{f}" for c, f in _FIELDS.items() if c.value.startswith("dist_")},
     **{c: f"r.{f}" for c, f in _FIELDS.items() if c.value.startswith("repo_")},
 }
+
+
+# The `vuln` columns the rules (`Matcher.vulnerable`) read, in `rule_candidate`'s order. A
+# caller may decide on a candidate holding only these and read the full row only for the
+# vulnerabilities that match, so a rule must never look at any other field of its `vuln`.
+RULE_COLUMNS = (
+    "package_version",
+    "package_arch",
+    "repo_name",
+    "repo_key",
+    "repo_uri",
+    "fixed_in_version",
+    "arch_operation",
+)
+
+
+def rule_candidate(
+    package_version: str,
+    package_arch: str,
+    repo_name: str,
+    repo_key: str,
+    repo_uri: str,
+    fixed_in_version: str,
+    arch_operation: str,
+) -> Vulnerability:
+    """A vulnerability holding just what the rules read (:data:`RULE_COLUMNS`)."""
+    return Vulnerability(
+        package=Package(version=package_version, arch=package_arch),
+        repository=Repository(name=repo_name, key=repo_key, uri=repo_uri)
+        if repo_name or repo_key or repo_uri
+        else None,
+        fixed_in_version=fixed_in_version,
+        arch_op=arch_operation,
+    )
 
 
 def severity_sorted(ids: list[str], vulns: dict[str, Vulnerability]) -> list[str]:

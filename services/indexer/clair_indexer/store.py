@@ -9,7 +9,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from clair_common.models import Distribution, IndexReport, Package, Repository
+from clair_common.models import (
+    DISTRIBUTION_FIELDS,
+    Distribution,
+    IndexReport,
+    Package,
+    Repository,
+)
 
 
 @dataclass(slots=True)
@@ -38,6 +44,39 @@ class ScanOutput:
     packages: Sequence[Package] = ()
     distributions: Sequence[Distribution] = ()
     repositories: Sequence[Repository] = ()
+
+
+class _InternedRows:
+    """A table of deduplicated rows (dist, repo) and its `<table>_scanartifact` link table.
+
+    A row is inserted unless an equal one exists, its id read back by all its columns, then
+    the (row, scanner, layer) link recorded.
+    """
+
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
+        placeholders = ",".join(f"${i}" for i in range(1, len(columns) + 1))
+        self.insert = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+            " ON CONFLICT DO NOTHING"
+        )
+        self.select_id = f"SELECT id FROM {table} WHERE " + " AND ".join(
+            f"{column}=${i}" for i, column in enumerate(columns, 1)
+        )
+        self.link = (
+            f"INSERT INTO {table}_scanartifact ({table}_id, scanner_id, layer_id)"
+            " VALUES ($1,$2,$3) ON CONFLICT DO NOTHING"
+        )
+
+    async def store(
+        self, conn: asyncpg.Connection, values: Sequence[str], layer_id: int, scanner_id: int
+    ) -> None:
+        await conn.execute(self.insert, *values)
+        row_id = await conn.fetchval(self.select_id, *values)
+        await conn.execute(self.link, row_id, scanner_id, layer_id)
+
+
+_DIST_ROWS = _InternedRows("dist", DISTRIBUTION_FIELDS[1:])
+_REPO_ROWS = _InternedRows("repo", ("name", "key", "uri", "cpe"))
 
 
 class IndexerStore:
@@ -230,44 +269,11 @@ class IndexerStore:
 
     async def _store_dists(self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput) -> None:
         for d in out.distributions:
-            values = d.key()
-            await conn.execute(
-                "INSERT INTO dist (did, name, version, version_code_name, version_id, arch, cpe,"
-                " pretty_name) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
-                *values,
-            )
-            dist_id = await conn.fetchval(
-                "SELECT id FROM dist WHERE did=$1 AND name=$2 AND version=$3"
-                " AND version_code_name=$4 AND version_id=$5 AND arch=$6 AND cpe=$7"
-                " AND pretty_name=$8",
-                *values,
-            )
-            await conn.execute(
-                "INSERT INTO dist_scanartifact (dist_id, scanner_id, layer_id) VALUES ($1,$2,$3)"
-                " ON CONFLICT DO NOTHING",
-                dist_id,
-                out.scanner_id,
-                layer_id,
-            )
+            await _DIST_ROWS.store(conn, d.key(), layer_id, out.scanner_id)
 
     async def _store_repos(self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput) -> None:
         for r in out.repositories:
-            values = r.key_tuple()
-            await conn.execute(
-                "INSERT INTO repo (name, key, uri, cpe) VALUES ($1,$2,$3,$4)"
-                " ON CONFLICT DO NOTHING",
-                *values,
-            )
-            repo_id = await conn.fetchval(
-                "SELECT id FROM repo WHERE name=$1 AND key=$2 AND uri=$3 AND cpe=$4", *values
-            )
-            await conn.execute(
-                "INSERT INTO repo_scanartifact (repo_id, scanner_id, layer_id) VALUES ($1,$2,$3)"
-                " ON CONFLICT DO NOTHING",
-                repo_id,
-                out.scanner_id,
-                layer_id,
-            )
+            await _REPO_ROWS.store(conn, r.key_tuple(), layer_id, out.scanner_id)
 
     async def load_artifacts(
         self, layer_ids: Sequence[int], scanner_ids: dict[int, str]

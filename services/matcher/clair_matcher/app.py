@@ -64,18 +64,19 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         )
         if report is None or report.state != IndexState.FINISHED:
             raise not_found(f'index report for manifest "{digest}" not found')
+        index_doc = report.to_json()  # encoded once: for the ETag and for the body
         headers = {
             "Cache-Control": f"max-age={cache_age}",
-            "ETag": service.report_etag(report, index_state, refs),
+            "ETag": service.report_etag(report, index_state, refs, index_doc),
             "Vary": "Accept",
         }
         if if_none_match(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         try:
-            vr = await service.scan(report)
+            body = await service.report_json(report, headers["ETag"], refs, index_doc)
         except Exception as err:
             raise APIError(500, f"failed to start scan: {err}") from err
-        return Response(orjson.dumps(vr.to_json()), media_type=media_type, headers=headers)
+        return Response(body, media_type=media_type, headers=headers)
 
     async def update_operation(request: Request) -> Response:
         kind = request.query_params.get("kind", "") or "vulnerability"

@@ -1,31 +1,32 @@
 """Vulnerability reports: index records → candidate vulnerabilities → each matcher's rule.
 
-Clair sends one query per record; we send one for the whole report. Every (matcher, record)
-becomes a row of an ``unnest``-ed parameter table holding the package name and kind (plus a
-second row for the source package) and the value of each of the matcher's constraints, NULL
-where the matcher does not constrain that column. Identical rows are sent once. The query
-keeps only vulnerabilities linked to the newest vulnerability operation of their updater.
+Clair sends one query per record; we send one per *shape* (a matcher's set of constraints;
+matchers sharing one share the query). Every interested (matcher, record) becomes a row of an
+``unnest``-ed parameter table holding the package name and kind (plus a second row for the
+source package) and the record's value of each constrained column; identical rows are sent
+once. Candidates are fetched as just the columns the rules read (``RULE_COLUMNS``), and one
+partial vulnerability is built per distinct set of those values, so thousands of candidate
+rows cost a few hundred small objects.
 
 As in claircore (internal/matcher/match.go), a matcher's candidates are pooled per package
-and every record of that package is checked against all of them. Candidates are fetched
-without their long text columns; full rows are read only for the vulnerabilities that match.
+and every record of that package is checked against all of them. Only vulnerabilities linked
+to the newest vulnerability operation of their updater count; that link is checked for the
+few that match (with their full rows, in the same snapshot) rather than for every candidate.
+A rule error on a vulnerability that turns out not to be linked is therefore ignored, as it
+was never a candidate in Clair either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import asyncpg
 
-from clair_common.models import (
-    IndexReport,
-    Package,
-    Repository,
-    Vulnerability,
-    VulnerabilityReport,
-)
+from clair_common.models import IndexReport, Vulnerability, VulnerabilityReport
 from clair_common.vulnerable import (
+    RULE_COLUMNS,
     UNMATCHABLE_KIND,
     Constraint,
     IndexRecord,
@@ -33,33 +34,18 @@ from clair_common.vulnerable import (
     MatchError,
     index_records,
     normalized_kind,
+    rule_candidate,
     severity_sorted,
 )
 from clair_matcher.store import VULN_COLUMNS, vuln_from_row
 
-__all__ = ["CANDIDATES_SQL", "MatchError", "match_report"]
+__all__ = ["MatchError", "candidates_sql", "match_report"]
 
-_EQUALITIES = tuple(c for c in Constraint if c.is_equality)
-
-
-def _candidates_sql() -> str:
-    columns = [c.vuln_column for c in _EQUALITIES]
-    params = ", ".join(
-        f"${n}::{kind}[]"
-        for n, kind in enumerate(["int", "text", "text", *["text"] * len(columns), "bool"], 1)
-    )
-    names = ", ".join(["i", "name", "kind", *columns, "need_fixed"])
-    equalities = "".join(f"\n  AND (q.{c} IS NULL OR v.{c} = q.{c})" for c in columns)
-    return f"""
-WITH q AS (
-  SELECT * FROM unnest({params}) AS q({names})
-)
-SELECT q.i, v.id, v.normalized_severity, v.package_name, v.package_version, v.package_kind,
-  v.package_module, v.package_arch, v.repo_name, v.repo_key, v.repo_uri, v.fixed_in_version,
-  v.arch_operation
-FROM q
-JOIN vuln v ON v.package_name = q.name AND v.package_kind = q.kind
-WHERE (NOT q.need_fixed OR v.fixed_in_version <> ''){equalities}
+_RULE_SELECT = ", ".join(f"v.{c}" for c in RULE_COLUMNS)
+_DETAILS_SQL = f"""
+SELECT {VULN_COLUMNS}
+FROM vuln v
+WHERE v.id = ANY($1::bigint[])
   AND EXISTS (
     SELECT 1 FROM uo_vuln uv WHERE uv.vuln = v.id AND uv.uo = ANY(
       (SELECT array_agg(uo_id) FROM latest_update_operation WHERE kind = 'vulnerability')::bigint[]
@@ -67,117 +53,158 @@ WHERE (NOT q.need_fixed OR v.fixed_in_version <> ''){equalities}
   )
 """
 
+# (package name, kind, source name, source kind, one value per constrained column)
+_Key = tuple[str, ...]
+_Owner = tuple[int, str]  # (matcher index, package id)
+_RuleValues = tuple[str, ...]  # one per RULE_COLUMNS entry
 
-CANDIDATES_SQL = _candidates_sql()
-_DETAILS_SQL = f"SELECT {VULN_COLUMNS} FROM vuln v WHERE v.id = ANY($1::bigint[])"
+
+@lru_cache(maxsize=64)
+def candidates_sql(columns: tuple[str, ...], need_fixed: bool) -> str:
+    """The candidate query of one shape: equalities on `columns` besides name and kind."""
+    params = ", ".join(f"${n}::{'int' if n == 1 else 'text'}[]" for n in range(1, len(columns) + 4))
+    names = ", ".join(["i", "name", "kind", *columns])
+    conditions = [f"v.{c} = q.{c}" for c in columns]
+    if need_fixed:
+        conditions.append("v.fixed_in_version <> ''")
+    where = "\nWHERE " + "\n  AND ".join(conditions) if conditions else ""
+    return f"""
+SELECT q.i, v.id, {_RULE_SELECT}
+FROM unnest({params}) AS q({names})
+JOIN vuln v ON v.package_name = q.name AND v.package_kind = q.kind{where}
+"""
 
 
-@dataclass(frozen=True, slots=True)
-class _QueryKey:
-    """Everything that decides which vulnerabilities one record's query returns."""
+@dataclass(slots=True)
+class _ShapeQuery:
+    """The parameter rows of one shape and which (matcher, package) owns each."""
 
-    name: str
-    kind: str
-    source_name: str
-    source_kind: str
-    values: tuple[str | None, ...]  # one per _EQUALITIES entry; None = unconstrained
+    constraints: tuple[Constraint, ...]
     need_fixed: bool
+    keys: dict[_Key, int] = field(default_factory=dict)
+    owners: list[set[_Owner]] = field(default_factory=list)
+
+    def add(self, owner: _Owner, record: IndexRecord) -> None:
+        pkg, src = record.package, record.package.source
+        key = (
+            pkg.name,
+            pkg.kind,
+            src.name if src is not None else "",
+            src.kind if src is not None else "",
+            *(c.record_value(record) for c in self.constraints),
+        )
+        i = self.keys.setdefault(key, len(self.keys))
+        if i == len(self.owners):
+            self.owners.append(set())
+        self.owners[i].add(owner)
+
+    def parameters(self) -> list[list[object]]:
+        """Columns of the q table: one row per key and package name (binary, then source)."""
+        width = len(self.constraints)
+        index: list[object] = []
+        names: list[object] = []
+        kinds: list[object] = []
+        values: list[list[object]] = [[] for _ in range(width)]
+        for i, key in enumerate(self.keys):
+            for name, kind in ((key[0], key[1]), (key[2], key[3])):
+                if not name:
+                    continue
+                index.append(i)
+                names.append(name)
+                kinds.append(kind)
+                for col in range(width):
+                    values[col].append(key[4 + col])
+        return [index, names, kinds, *values]
+
+    async def fetch(
+        self,
+        conn: asyncpg.Connection,
+        built: dict[_RuleValues, Vulnerability],
+        pooled: dict[_Owner, dict[int, Vulnerability]],
+    ) -> None:
+        """Candidates of every key, pooled per owner; one partial vulnerability per values."""
+        columns = tuple(c.vuln_column for c in self.constraints)
+        rows = await conn.fetch(candidates_sql(columns, self.need_fixed), *self.parameters())
+        for row in rows:
+            i, vuln_id, *rest = row
+            values = tuple(rest)
+            vuln = built.get(values)
+            if vuln is None:
+                vuln = built[values] = rule_candidate(*values)
+            for owner in self.owners[i]:
+                found = pooled.get(owner)
+                if found is None:
+                    found = pooled[owner] = {}
+                found[vuln_id] = vuln
 
 
-def _query_key(wanted: frozenset[Constraint], record: IndexRecord) -> _QueryKey:
-    pkg, src = record.package, record.package.source
-    return _QueryKey(
-        name=pkg.name,
-        kind=pkg.kind,
-        source_name=src.name if src is not None else "",
-        source_kind=src.kind if src is not None else "",
-        values=tuple(c.record_value(record) if c in wanted else None for c in _EQUALITIES),
-        need_fixed=Constraint.HAS_FIXED_IN_VERSION in wanted,
-    )
-
-
-def _parameters(keys: Sequence[_QueryKey]) -> list[list[object]]:
-    """Columns of the q table: one row per key and package name (binary, then source)."""
-    rows: list[tuple[object, ...]] = []
-    for i, key in enumerate(keys):
-        rows.append((i, key.name, key.kind, *key.values, key.need_fixed))
-        if key.source_name:
-            rows.append((i, key.source_name, key.source_kind, *key.values, key.need_fixed))
-    width = 4 + len(_EQUALITIES)
-    return [[row[col] for row in rows] for col in range(width)]
-
-
-def _candidate(row: asyncpg.Record) -> Vulnerability:
-    """Just the fields the rules read."""
-    return Vulnerability(
-        id=str(row["id"]),
-        normalized_severity=row["normalized_severity"],
-        package=Package(
-            name=row["package_name"],
-            version=row["package_version"],
-            kind=row["package_kind"],
-            module=row["package_module"],
-            arch=row["package_arch"],
-        ),
-        repository=Repository(name=row["repo_name"], key=row["repo_key"], uri=row["repo_uri"])
-        if row["repo_name"] or row["repo_key"] or row["repo_uri"]
-        else None,
-        fixed_in_version=row["fixed_in_version"],
-        arch_op=row["arch_operation"],
-    )
-
-
-def _interested(matcher: Matcher, records: Sequence[IndexRecord]) -> list[IndexRecord]:
-    return [
-        r
-        for r in records
-        if r.package.name and normalized_kind(r.package) != UNMATCHABLE_KIND and matcher.filter(r)
-    ]
+def _shape(matcher: Matcher) -> tuple[tuple[Constraint, ...], bool]:
+    equalities = tuple(c for c in Constraint if c.is_equality and c in matcher.constraints)
+    return equalities, Constraint.HAS_FIXED_IN_VERSION in matcher.constraints
 
 
 async def match_report(
     pool: asyncpg.Pool, report: IndexReport, matchers: Sequence[Matcher]
 ) -> VulnerabilityReport:
     """The report's vulnerabilities; raises MatchError where Clair fails the report."""
-    records = index_records(report)
-    per_matcher = [_interested(m, records) for m in matchers]
-    key_index: dict[_QueryKey, int] = {}
-    owners: list[set[tuple[int, str]]] = []  # key index → {(matcher index, package id)}
+    matchable = [
+        r
+        for r in index_records(report)
+        if r.package.name and normalized_kind(r.package) != UNMATCHABLE_KIND
+    ]
+    per_matcher = [[r for r in matchable if m.filter(r)] for m in matchers]
+    shapes: dict[tuple[tuple[Constraint, ...], bool], _ShapeQuery] = {}
     for mi, (matcher, interested) in enumerate(zip(matchers, per_matcher, strict=True)):
-        wanted = frozenset(matcher.constraints)
+        if not interested:
+            continue
+        shape = _shape(matcher)
+        query = shapes.get(shape)
+        if query is None:
+            query = shapes[shape] = _ShapeQuery(*shape)
         for record in interested:
-            key = _query_key(wanted, record)
-            i = key_index.setdefault(key, len(key_index))
-            if i == len(owners):
-                owners.append(set())
-            owners[i].add((mi, record.package.id))
+            query.add((mi, record.package.id), record)
     out = VulnerabilityReport(index=report)
-    if not key_index:
+    if not shapes:
         return out
 
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await conn.fetch(CANDIDATES_SQL, *_parameters(list(key_index)))
-        candidates: dict[tuple[int, str], dict[str, Vulnerability]] = {}
-        for row in rows:
-            vuln = _candidate(row)
-            for owner in owners[row["i"]]:
-                candidates.setdefault(owner, {})[vuln.id] = vuln
+        built: dict[_RuleValues, Vulnerability] = {}
+        pooled: dict[_Owner, dict[int, Vulnerability]] = {}
+        for query in shapes.values():
+            await query.fetch(conn, built, pooled)
 
-        matched: dict[str, dict[str, None]] = {}  # package id → ordered set of vuln ids
+        matched: dict[str, dict[int, None]] = {}  # package id → ordered set of vuln ids
+        failures: list[tuple[int, MatchError]] = []  # raised only if the vuln is current
         for mi, (matcher, interested) in enumerate(zip(matchers, per_matcher, strict=True)):
             for record in interested:
                 pkg_id = record.package.id
-                for vuln in candidates.get((mi, pkg_id), {}).values():
-                    if matcher.vulnerable(record, vuln):
-                        matched.setdefault(pkg_id, {})[vuln.id] = None
-        if not matched:
+                candidates = pooled.get((mi, pkg_id))
+                if not candidates:
+                    continue
+                for vuln_id, vuln in candidates.items():
+                    try:
+                        affected = matcher.vulnerable(record, vuln)
+                    except MatchError as err:
+                        failures.append((vuln_id, err))
+                        continue
+                    if affected:
+                        matched.setdefault(pkg_id, {})[vuln_id] = None
+        wanted = {v for found in matched.values() for v in found}
+        wanted.update(v for v, _ in failures)
+        if not wanted:
             return out
-        ids = sorted({int(v) for found in matched.values() for v in found})
-        details = await conn.fetch(_DETAILS_SQL, ids)
+        details = await conn.fetch(_DETAILS_SQL, sorted(wanted))
 
-    out.vulnerabilities = {str(r["id"]): vuln_from_row(r) for r in details}
+    current = {r["id"]: r for r in details}  # only vulnerabilities of the newest operations
+    for vuln_id, failure in failures:
+        if vuln_id in current:
+            raise failure
+    affected_ids = {v for found in matched.values() for v in found}
+    out.vulnerabilities = {
+        str(v): vuln_from_row(current[v]) for v in sorted(current) if v in affected_ids
+    }
     for pkg_id, found in matched.items():
-        present = [v for v in found if v in out.vulnerabilities]
+        present = [str(v) for v in found if v in current]
         if present:
             out.package_vulnerabilities[pkg_id] = severity_sorted(present, out.vulnerabilities)
     return out

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import orjson
 
@@ -15,6 +18,57 @@ from clair_matcher.enrichment import enrich_report
 from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
 
+# Serialized reports kept by ETag: ~0.25 MiB for 400 packages, so a few hundred manifests.
+REPORT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class ReportCache:
+    """Serialized vulnerability reports by ETag, bounded in bytes, least recently used out.
+
+    An ETag names the report's whole input (see `MatcherService.report_etag`), so an entry
+    never goes stale: a new update operation or index report yields a new tag, and old tags
+    simply age out.
+    """
+
+    def __init__(self, max_bytes: int = REPORT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, etag: str) -> bytes | None:
+        body = self._entries.get(etag)
+        if body is not None:
+            self._entries.move_to_end(etag)
+        return body
+
+    def put(self, etag: str, body: bytes) -> None:
+        if len(body) > self.max_bytes // 8:  # one huge report must not flush all the others
+            return
+        old = self._entries.pop(etag, None)
+        if old is not None:
+            self.size -= len(old)
+        self._entries[etag] = body
+        self.size += len(body)
+        while self.size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= len(evicted)
+
+
+def _report_doc(report: VulnerabilityReport, index_doc: dict[str, Any] | None) -> dict[str, Any]:
+    """`report.to_json()`, reusing the index report's JSON when it is already at hand."""
+    if index_doc is None:
+        return report.to_json()
+    # VulnerabilityReport.to_json copies the index report's members under their own names:
+    # encode the rest around an empty index, then put the real members in their places.
+    empty = IndexReport(manifest_hash=report.index.manifest_hash)
+    doc = replace(report, index=empty).to_json()
+    for key in doc.keys() & index_doc.keys():
+        doc[key] = index_doc[key]
+    return doc
+
 
 class MatcherService:
     def __init__(
@@ -22,8 +76,13 @@ class MatcherService:
         store: MatcherStore,
         matchers: Sequence[Matcher] | None = None,
         enrichers: Sequence[Enricher] | None = None,
+        *,
+        report_cache_bytes: int = REPORT_CACHE_BYTES,
     ) -> None:
         self.store = store
+        # 0 disables it: every report is matched (bench/match.py --no-cache).
+        self.report_cache = ReportCache(report_cache_bytes) if report_cache_bytes > 0 else None
+        self._initialized = False
         # None: every matcher, as Clair does when `matchers.names` is unset.
         self.matchers: Sequence[Matcher] = (
             default_matchers() if matchers is None else list(matchers)
@@ -34,7 +93,10 @@ class MatcherService:
         )
 
     async def initialized(self) -> bool:
-        return await self.store.initialized()
+        # Once there is vulnerability data, there stays some: ask until then only.
+        if not self._initialized:
+            self._initialized = await self.store.initialized()
+        return self._initialized
 
     async def scan(self, report: IndexReport) -> VulnerabilityReport:
         """Match the report; raises MatchError (HTTP 500) where Clair fails the report."""
@@ -42,6 +104,30 @@ class MatcherService:
         if self.enrichers:
             out.enrichments = await enrich_report(self.store.pool, out, self.enrichers)
         return out
+
+    async def report_json(
+        self,
+        report: IndexReport,
+        etag: str,
+        refs: Sequence[tuple[str, str, str]],
+        index_doc: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The serialized vulnerability report under `etag`, matched only if not cached.
+
+        `etag` and `refs` are `report_etag`'s tag and the refs it was computed from; `index_doc`
+        is `report.to_json()` if the caller has it. The body is cached only if those refs were
+        still the newest once matching finished, so a report matched against newer data (which
+        the next request corrects) never stays in the cache under the older tag, where a
+        deleted operation could make it current again.
+        """
+        cache = self.report_cache
+        body = cache.get(etag) if cache is not None else None
+        if body is not None:
+            return body
+        body = orjson.dumps(_report_doc(await self.scan(report), index_doc))
+        if cache is not None and list(refs) == await self.latest_refs():
+            cache.put(etag, body)
+        return body
 
     async def update_operations(
         self, kind: str = "vulnerability", *, latest: bool = False, updaters: Sequence[str] = ()
@@ -65,7 +151,11 @@ class MatcherService:
         return await self.store.latest_refs()
 
     def report_etag(
-        self, report: IndexReport, index_state: str, refs: Sequence[tuple[str, str, str]]
+        self,
+        report: IndexReport,
+        index_state: str,
+        refs: Sequence[tuple[str, str, str]],
+        index_doc: dict[str, Any] | None = None,
     ) -> str:
         """The vulnerability report's validator, known before matching (so 304s cost no match).
 
@@ -77,7 +167,9 @@ class MatcherService:
         """
         h = hashlib.sha256(b"clair vulnerability report 1\n")
         h.update(f"{report.manifest_hash}\n{index_state}\n".encode())
-        h.update(hashlib.sha256(orjson.dumps(report.to_json())).digest())
+        if index_doc is None:
+            index_doc = report.to_json()
+        h.update(hashlib.sha256(orjson.dumps(index_doc)).digest())
         for kind, updater, ref in refs:
             h.update(f"{kind} {updater} {ref}\n".encode())
         for matcher in self.matchers:

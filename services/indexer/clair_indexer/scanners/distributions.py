@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from clair_common.distributions import debian_distribution
 from clair_common.models import Distribution
 
 from . import osrelease
@@ -23,17 +24,6 @@ ISSUE = "etc/issue"
 
 _PAREN_WORD = re.compile(r"\(\w+\)$", re.ASCII)
 _INT = re.compile(r"[+-]?[0-9]+")
-
-
-def debian_distribution(codename: str, major: int) -> Distribution:
-    return Distribution(
-        did="debian",
-        name="Debian GNU/Linux",
-        version=f"{major} ({codename})",
-        version_code_name=codename,
-        version_id=str(major),
-        pretty_name=f"Debian GNU/Linux {major} ({codename})",
-    )
 
 
 def debian_from_os_release(kv: dict[str, str]) -> Distribution | None:

@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from clair_common.distributions import debian_distribution
 from clair_common.models import Distribution, Package, Vulnerability
 from clair_matcher.updaters.base import (
     ConfigProblem,
@@ -78,18 +79,6 @@ def normalize_severity(urgency: str) -> str:
     return _SEVERITY.get(urgency.lower(), "Unknown")
 
 
-def release_distribution(codename: str, major: int) -> Distribution:
-    """The Distribution the Debian distribution scanner reports for this release."""
-    return Distribution(
-        did=DIST_ID,
-        name=DIST_NAME,
-        version=f"{major} ({codename})",
-        version_code_name=codename,
-        version_id=str(major),
-        pretty_name=f"{DIST_NAME} {major} ({codename})",
-    )
-
-
 # -- release discovery ---------------------------------------------------------------------
 class _Links(HTMLParser):
     def __init__(self) -> None:
@@ -140,7 +129,7 @@ def distribution_from_release(directory: str, fields: Mapping[str, str]) -> Dist
     major_text = fields.get("Version", "").split(".")[0]
     if not major_text.isdigit():
         return None
-    return release_distribution(fields.get("Codename") or directory, int(major_text))
+    return debian_distribution(fields.get("Codename") or directory, int(major_text))
 
 
 async def discover_releases(client: aiohttp.ClientSession, mirror: str) -> dict[str, Distribution]:
