@@ -16,7 +16,12 @@ from typing import Any, ClassVar
 from clair_common.models import Vulnerability
 from clair_common.versions import apk, dpkg
 from clair_common.vulnerable import cpe, osv
-from clair_common.vulnerable.records import Constraint, IndexRecord, normalized_kind
+from clair_common.vulnerable.records import (
+    RULE_COLUMNS,
+    Constraint,
+    IndexRecord,
+    normalized_kind,
+)
 from clair_common.vulnerable.rpmrule import (
     arch_matches,
     lenient_evr_key,
@@ -42,6 +47,8 @@ class Matcher(ABC):
 
     name: ClassVar[str]
     constraints: tuple[Constraint, ...] = ()
+    # The RULE_COLUMNS that `vulnerable` reads: callers may leave the others empty.
+    rule_columns: ClassVar[tuple[str, ...]] = RULE_COLUMNS
 
     @abstractmethod
     def filter(self, record: IndexRecord) -> bool:
@@ -51,9 +58,9 @@ class Matcher(ABC):
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         """Whether the record's package is affected; raises MatchError where Clair errors.
 
-        Reads only the fields of ``vuln`` that :func:`records.rule_candidate` fills (package
-        version and arch, repository, fixed_in_version, arch_op): the matcher decides on such
-        partial candidates and loads full rows only for the vulnerabilities that match.
+        Reads only the fields of ``vuln`` that :func:`records.rule_candidate` fills from the
+        matcher's ``rule_columns``: report matching decides on such partial candidates and
+        loads full rows only for the vulnerabilities that match.
         """
 
     def __repr__(self) -> str:
@@ -84,6 +91,7 @@ class DebianMatcher(_DistributionMatcher):
     dids = frozenset({"debian"})
     names = frozenset({"Debian GNU/Linux"})
     constraints = _DID_NAME_VERSION
+    rule_columns = ("fixed_in_version",)
 
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         fixed = vuln.fixed_in_version
@@ -111,6 +119,7 @@ class UbuntuMatcher(_DistributionMatcher):
         Constraint.DISTRIBUTION_NAME,
         Constraint.DISTRIBUTION_VERSION_ID,
     )
+    rule_columns = ("fixed_in_version",)
 
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         fixed = vuln.fixed_in_version
@@ -136,6 +145,7 @@ class AlpineMatcher(_DistributionMatcher):
         Constraint.DISTRIBUTION_NAME,
         Constraint.DISTRIBUTION_PRETTY_NAME,
     )
+    rule_columns = ("fixed_in_version",)
 
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         # Every parse error is "not vulnerable" here, never an error.
@@ -152,6 +162,8 @@ class AlpineMatcher(_DistributionMatcher):
 
 
 class _RpmMatcher(_DistributionMatcher):
+    rule_columns = ("package_version", "package_arch", "fixed_in_version", "arch_operation")
+
     def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
         try:
             return rpm_vulnerable(record, vuln)
@@ -190,6 +202,14 @@ class RhelMatcher(Matcher):
     """Red Hat VEX data: repositories are CPEs, compared as CPE match expressions."""
 
     name = "rhel"
+    rule_columns = (
+        "package_arch",
+        "repo_name",
+        "repo_key",
+        "repo_uri",
+        "fixed_in_version",
+        "arch_operation",
+    )
 
     def __init__(self, *, ignore_unpatched: bool = False) -> None:
         self.ignore_unpatched = ignore_unpatched
@@ -229,6 +249,7 @@ class PythonMatcher(Matcher):
 
     name = "python"
     constraints = (Constraint.REPOSITORY_NAME,)
+    rule_columns = ("fixed_in_version",)
 
     def filter(self, record: IndexRecord) -> bool:
         return normalized_kind(record.package) == "pep440"

@@ -117,14 +117,10 @@ class Constraint(Enum):
 
     def record_value(self, record: IndexRecord) -> str:
         """The record field a vulnerability's column must equal ("" when absent)."""
-        if self is Constraint.PACKAGE_MODULE:
-            return record.package.module
-        if self is Constraint.HAS_FIXED_IN_VERSION:
+        getter = _RECORD_GETTERS.get(self)
+        if getter is None:
             raise ValueError("HAS_FIXED_IN_VERSION constrains the vulnerability only")
-        field = _FIELDS[self]
-        if self.value.startswith("dist_"):
-            return _dist_field(field)(record.distribution)
-        return _repo_field(field)(record.repository)
+        return getter(record)
 
     def vuln_value(self, vuln: Vulnerability) -> str:
         """The vulnerability's value for this constraint ("" when absent)."""
@@ -150,6 +146,19 @@ _FIELDS = {
     Constraint.REPOSITORY_NAME: "name",
     Constraint.REPOSITORY_KEY: "key",
 }
+
+
+def _record_getter(constraint: Constraint) -> Callable[[IndexRecord], str]:
+    if constraint is Constraint.PACKAGE_MODULE:
+        return lambda record: record.package.module
+    dist, repo = _dist_field(_FIELDS[constraint]), _repo_field(_FIELDS[constraint])
+    if constraint.value.startswith("dist_"):
+        return lambda record: dist(record.distribution)
+    return lambda record: repo(record.repository)
+
+
+# Built once: matching asks every record for its values, and per call this was most of it.
+_RECORD_GETTERS = {c: _record_getter(c) for c in Constraint if c.is_equality}
 
 _INDEX_COLUMNS = {
     Constraint.PACKAGE_MODULE: "p.module",

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clair_common.clients import Indexer
+from clair_common.http.compress import choose_encoding
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.routes import Operation, Reply
@@ -72,10 +73,16 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         }
         if if_none_match(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
+        encoding = choose_encoding(request.headers.get("accept-encoding", ""))
         try:
-            body = await service.report_json(report, headers["ETag"], refs, index_doc)
+            body, encoded = await service.report_body(
+                report, headers["ETag"], refs, index_doc, encoding
+            )
         except Exception as err:
             raise APIError(500, f"failed to start scan: {err}") from err
+        if encoded and encoding is not None:  # compressed here, so the middleware passes it
+            headers["Content-Encoding"] = encoding
+            headers["Vary"] = "Accept, Accept-Encoding"
         return Response(body, media_type=media_type, headers=headers)
 
     async def update_operation(request: Request) -> Response:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -75,7 +76,6 @@ STAGE_COLUMNS = (
 # stops tracking (lists of a million rows in flight made it a third of the parse cost).
 Row = tuple[Any, ...]
 ROW_COLUMNS = ("updater", *STAGE_COLUMNS)
-_ID_ROW_COLUMNS = ("id", *ROW_COLUMNS)
 _STAGE_LIST = ", ".join(STAGE_COLUMNS)
 
 # Hands out one id per new row and links them all to the operation in the same statement
@@ -87,6 +87,15 @@ WITH ids AS MATERIALIZED (
     INSERT INTO uo_vuln (uo, vuln) SELECT $1::bigint, id FROM ids
 )
 SELECT array_agg(id) FROM ids
+"""
+
+# Columns whose default is what an empty field holds ('' or NULL), from the catalog.
+_DEFAULTED_COLUMNS = """
+SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = 'vuln'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+  AND CASE WHEN d.adbin IS NULL THEN NOT a.attnotnull
+      ELSE pg_get_expr(d.adbin, d.adrelid) = '''''::text' END
 """
 
 _CREATE_STAGE = (
@@ -143,8 +152,17 @@ SELECT (SELECT count(*) FROM fresh) AS inserted, (SELECT count(*) FROM linked) A
 class _VulnWriter:
     """Stores the batches of one update operation on the transaction's connection."""
 
-    def __init__(self, conn: asyncpg.Connection, uo_id: int, updater: str, fresh: bool) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        uo_id: int,
+        updater: str,
+        fresh: bool,
+        defaulted: frozenset[str],
+    ) -> None:
         self.conn, self.uo_id, self.updater = conn, uo_id, updater
+        # Row positions a COPY may leave out when no row of the batch sets them.
+        self.optional = [i for i, c in enumerate(ROW_COLUMNS) if c in defaulted]
         # "copy": straight into `vuln`; "insert" / "probe": through the stage, see above.
         self.mode = "copy" if fresh else "probe"
         self.staging = False
@@ -171,9 +189,15 @@ class _VulnWriter:
         )
 
     async def _copy(self, rows: list[Row]) -> None:
+        # Columns empty throughout the batch are left to their defaults: most feeds fill only
+        # half of them, and every field sent costs on both ends.
+        unset = {i for i in self.optional if not any(map(itemgetter(i), rows))}
+        keep = [i for i in range(len(ROW_COLUMNS)) if i not in unset]
+        pick = itemgetter(*keep)
         ids = await self.conn.fetchval(_RESERVE_AND_LINK, self.uo_id, len(rows))
-        records = ((vuln_id, *row) for vuln_id, row in zip(ids, rows, strict=True))
-        await self.conn.copy_records_to_table("vuln", records=records, columns=_ID_ROW_COLUMNS)
+        records = ((vuln_id, *pick(row)) for vuln_id, row in zip(ids, rows, strict=True))
+        columns = ["id", *(ROW_COLUMNS[i] for i in keep)]
+        await self.conn.copy_records_to_table("vuln", records=records, columns=columns)
 
     async def _staged(self, rows: list[Row]) -> tuple[int, int]:
         """Inserts the rows not stored yet and links all; returns (inserted, links added)."""
@@ -182,18 +206,16 @@ class _VulnWriter:
             await conn.execute(_CREATE_STAGE)
             self.staging = True
         await conn.copy_records_to_table("vuln_stage", records=rows, columns=ROW_COLUMNS)
-        try:
-            if self.mode == "probe":
-                counts = await conn.fetchrow(_PROBE_FIRST, self.uo_id, self.updater)
-                return int(counts["inserted"]), int(counts["linked"])
-            inserted = int(await conn.fetchval(_INSERT_FIRST, self.uo_id, self.updater))
-            linked = inserted
+        if self.mode == "probe":
+            counts = await conn.fetchrow(_PROBE_FIRST, self.uo_id, self.updater)
+            inserted, linked = int(counts["inserted"]), int(counts["linked"])
+        else:
+            inserted = linked = int(await conn.fetchval(_INSERT_FIRST, self.uo_id, self.updater))
             if inserted < len(rows):
                 status = await conn.execute(_LINK_EXISTING, self.uo_id)
                 linked += int(status.split()[-1])
-            return inserted, linked
-        finally:
-            await conn.execute("TRUNCATE vuln_stage")
+        await conn.execute("TRUNCATE vuln_stage")
+        return inserted, linked
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +445,8 @@ async def update_vulnerabilities(
             KIND_VULNERABILITY,
         )
         # A first run finds no rows stored; a re-run finds most.
-        writer = _VulnWriter(conn, uo["id"], updater, fresh=previous_uo is None)
+        defaulted = frozenset(await conn.fetchval(_DEFAULTED_COLUMNS))
+        writer = _VulnWriter(conn, uo["id"], updater, previous_uo is None, defaulted)
         async with contextlib.aclosing(_row_batches(vulns, updater, batch_size)) as batches:
             async for rows, count in batches:
                 await writer.store(rows)

@@ -4,9 +4,9 @@ Clair sends one query per record; we send one per *shape* (a matcher's set of co
 matchers sharing one share the query). Every interested (matcher, record) becomes a row of an
 ``unnest``-ed parameter table holding the package name and kind (plus a second row for the
 source package) and the record's value of each constrained column; identical rows are sent
-once. Candidates are fetched as just the columns the rules read (``RULE_COLUMNS``), and one
-partial vulnerability is built per distinct set of those values, so thousands of candidate
-rows cost a few hundred small objects.
+once. Candidates are fetched as just the columns the shape's rules read (their matchers'
+``rule_columns``), and one partial vulnerability is built per distinct set of those values,
+so thousands of candidate rows cost a few hundred small objects.
 
 As in claircore (internal/matcher/match.go), a matcher's candidates are pooled per package
 and every record of that package is checked against all of them. Only vulnerabilities linked
@@ -41,7 +41,6 @@ from clair_matcher.store import VULN_COLUMNS, vuln_from_row
 
 __all__ = ["MatchError", "candidates_sql", "match_report"]
 
-_RULE_SELECT = ", ".join(f"v.{c}" for c in RULE_COLUMNS)
 _DETAILS_SQL = f"""
 SELECT {VULN_COLUMNS}
 FROM vuln v
@@ -56,12 +55,13 @@ WHERE v.id = ANY($1::bigint[])
 # (package name, kind, source name, source kind, one value per constrained column)
 _Key = tuple[str, ...]
 _Owner = tuple[int, str]  # (matcher index, package id)
-_RuleValues = tuple[str, ...]  # one per RULE_COLUMNS entry
+_RuleValues = tuple[str, ...]  # the values of a shape's selected rule columns
 
 
 @lru_cache(maxsize=64)
-def candidates_sql(columns: tuple[str, ...], need_fixed: bool) -> str:
-    """The candidate query of one shape: equalities on `columns` besides name and kind."""
+def candidates_sql(columns: tuple[str, ...], need_fixed: bool, selected: tuple[str, ...]) -> str:
+    """The candidate query of one shape: equalities on `columns` besides name and kind; the
+    rule columns `selected` follow the parameter row index and the vulnerability id."""
     params = ", ".join(f"${n}::{'int' if n == 1 else 'text'}[]" for n in range(1, len(columns) + 4))
     names = ", ".join(["i", "name", "kind", *columns])
     conditions = [f"v.{c} = q.{c}" for c in columns]
@@ -69,7 +69,7 @@ def candidates_sql(columns: tuple[str, ...], need_fixed: bool) -> str:
         conditions.append("v.fixed_in_version <> ''")
     where = "\nWHERE " + "\n  AND ".join(conditions) if conditions else ""
     return f"""
-SELECT q.i, v.id, {_RULE_SELECT}
+SELECT q.i, v.id{"".join(f", v.{c}" for c in selected)}
 FROM unnest({params}) AS q({names})
 JOIN vuln v ON v.package_name = q.name AND v.package_kind = q.kind{where}
 """
@@ -81,6 +81,7 @@ class _ShapeQuery:
 
     constraints: tuple[Constraint, ...]
     need_fixed: bool
+    rule_columns: set[str] = field(default_factory=set)  # what the shape's matchers read
     keys: dict[_Key, int] = field(default_factory=dict)
     owners: list[set[_Owner]] = field(default_factory=list)
 
@@ -119,19 +120,26 @@ class _ShapeQuery:
     async def fetch(
         self,
         conn: asyncpg.Connection,
-        built: dict[_RuleValues, Vulnerability],
         pooled: dict[_Owner, dict[int, Vulnerability]],
     ) -> None:
         """Candidates of every key, pooled per owner; one partial vulnerability per values."""
         columns = tuple(c.vuln_column for c in self.constraints)
-        rows = await conn.fetch(candidates_sql(columns, self.need_fixed), *self.parameters())
+        selected = tuple(c for c in RULE_COLUMNS if c in self.rule_columns)
+        sql = candidates_sql(columns, self.need_fixed, selected)
+        rows = await conn.fetch(sql, *self.parameters())
+        # Where each RULE_COLUMNS value sits in a row (2, 3, ...); None: not read, left "".
+        places = [2 + selected.index(c) if c in selected else None for c in RULE_COLUMNS]
+        owners = self.owners
+        built: dict[_RuleValues, Vulnerability] = {}
         for row in rows:
-            i, vuln_id, *rest = row
-            values = tuple(rest)
+            values: _RuleValues = row[2:]  # a Record's slice is a tuple
             vuln = built.get(values)
             if vuln is None:
-                vuln = built[values] = rule_candidate(*values)
-            for owner in self.owners[i]:
+                vuln = built[values] = rule_candidate(
+                    *("" if p is None else row[p] for p in places)
+                )
+            vuln_id = row[1]
+            for owner in owners[row[0]]:
                 found = pooled.get(owner)
                 if found is None:
                     found = pooled[owner] = {}
@@ -161,6 +169,7 @@ async def match_report(
         query = shapes.get(shape)
         if query is None:
             query = shapes[shape] = _ShapeQuery(*shape)
+        query.rule_columns.update(matcher.rule_columns)
         for record in interested:
             query.add((mi, record.package.id), record)
     out = VulnerabilityReport(index=report)
@@ -168,10 +177,9 @@ async def match_report(
         return out
 
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        built: dict[_RuleValues, Vulnerability] = {}
         pooled: dict[_Owner, dict[int, Vulnerability]] = {}
         for query in shapes.values():
-            await query.fetch(conn, built, pooled)
+            await query.fetch(conn, pooled)
 
         matched: dict[str, dict[int, None]] = {}  # package id → ordered set of vuln ids
         failures: list[tuple[int, MatchError]] = []  # raised only if the vuln is current

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, VulnerabilityReport
 from clair_common.vulnerable import Matcher, default_matchers
 from clair_matcher.enrichers import Enricher, default_enrichers
@@ -27,34 +28,40 @@ class ReportCache:
 
     An ETag names the report's whole input (see `MatcherService.report_etag`), so an entry
     never goes stale: a new update operation or index report yields a new tag, and old tags
-    simply age out.
+    simply age out. Each entry holds the JSON ("") and the compressed variants asked for.
     """
 
     def __init__(self, max_bytes: int = REPORT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._entries: OrderedDict[str, dict[str, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, etag: str) -> bytes | None:
-        body = self._entries.get(etag)
-        if body is not None:
-            self._entries.move_to_end(etag)
-        return body
+    def get(self, etag: str, encoding: str = "") -> bytes | None:
+        variants = self._entries.get(etag)
+        if variants is None:
+            return None
+        self._entries.move_to_end(etag)
+        return variants.get(encoding)
 
-    def put(self, etag: str, body: bytes) -> None:
+    def put(self, etag: str, body: bytes, encoding: str = "") -> None:
+        """Keeps `body`; a compressed variant only next to its JSON."""
         if len(body) > self.max_bytes // 8:  # one huge report must not flush all the others
             return
-        old = self._entries.pop(etag, None)
-        if old is not None:
-            self.size -= len(old)
-        self._entries[etag] = body
-        self.size += len(body)
+        variants = self._entries.get(etag)
+        if variants is None:
+            if encoding:
+                return
+            variants = self._entries[etag] = {}
+        old = variants.get(encoding)
+        self.size += len(body) - (len(old) if old is not None else 0)
+        variants[encoding] = body
+        self._entries.move_to_end(etag)
         while self.size > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self.size -= len(evicted)
+            self.size -= sum(len(v) for v in evicted.values())
 
 
 def _report_doc(report: VulnerabilityReport, index_doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -128,6 +135,29 @@ class MatcherService:
         if cache is not None and list(refs) == await self.latest_refs():
             cache.put(etag, body)
         return body
+
+    async def report_body(
+        self,
+        report: IndexReport,
+        etag: str,
+        refs: Sequence[tuple[str, str, str]],
+        index_doc: dict[str, Any] | None,
+        encoding: str | None,
+    ) -> tuple[bytes, bool]:
+        """`report_json`'s body compressed with `encoding` (None: identity), and whether it is.
+
+        Polling clients ask for the same report again and again: it is compressed once.
+        """
+        body = await self.report_json(report, etag, refs, index_doc)
+        if encoding is None or len(body) < MIN_SIZE:
+            return body, False
+        cache = self.report_cache
+        encoded = cache.get(etag, encoding) if cache is not None else None
+        if encoded is None:
+            encoded = ENCODERS[encoding](body)
+            if cache is not None and cache.get(etag) is body:
+                cache.put(etag, encoded, encoding)
+        return encoded, True
 
     async def update_operations(
         self, kind: str = "vulnerability", *, latest: bool = False, updaters: Sequence[str] = ()

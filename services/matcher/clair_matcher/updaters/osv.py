@@ -15,7 +15,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -147,32 +147,15 @@ class OsvUpdater(Updater):
         )
 
     def parse(self, fetched: FetchResult) -> Iterator[Vulnerability]:
-        feed = f"{self.name} ({fetched.url})"
-        try:
-            archive = zipfile.ZipFile(fetched.path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            size = fetched.path.stat().st_size
-            raise FeedError(f"{feed}: corrupt zip archive of {size} bytes: {exc}") from None
         now = datetime.now(UTC)
-        with archive, fetched.path.open("rb") as raw:
-            for index, info in enumerate(archive.infolist()):
-                if info.is_dir():
-                    continue
-                data = _member_fast(raw, info)
-                if data is None:  # anything unusual: zipfile's checks and error messages
-                    try:
-                        with archive.open(info) as member:
-                            data = member.read()
-                    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-                        where = _where(feed, index, info)
-                        raise FeedError(f"{where}: unreadable member: {exc}") from None
-                try:
-                    doc = orjson.loads(data)
-                except orjson.JSONDecodeError as exc:
-                    raise FeedError(f"{_where(feed, index, info)}: invalid JSON: {exc}") from None
-                if not isinstance(doc, dict):
-                    raise FeedError(f"{_where(feed, index, info)}: expected a JSON object")
-                yield from self._advisory(doc, now, _LazyWhere(feed, index, info))
+        for data, where in _members(fetched, f"{self.name} ({fetched.url})"):
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise FeedError(f"{where}: invalid JSON: {exc}") from None
+            if not isinstance(doc, dict):
+                raise FeedError(f"{where}: expected a JSON object")
+            yield from self._advisory(doc, now, where)
 
     def _advisory(
         self, doc: Mapping[str, Any], now: datetime, where: object
@@ -183,9 +166,7 @@ class OsvUpdater(Updater):
             if at is not None and now > at:
                 return
         affected = [a for a in doc.get("affected") or () if isinstance(a, dict)]
-        if not affected or all(
-            r.get("type") == "GIT" for a in affected for r in a.get("ranges") or ()
-        ):
+        if not affected or _git_only(affected):
             return
         # Positional Vulnerability arguments below (updater, name, description, issued,
         # links, severity, normalized_severity, package, distribution, repository,
@@ -200,7 +181,9 @@ class OsvUpdater(Updater):
             package = entry.get("package") or {}
             if _base_ecosystem(str(package.get("ecosystem") or "")) != self.ecosystem:
                 continue
-            pkg = Package(name=str(package.get("name") or ""), kind="binary")
+            pkg = Package(
+                "", str(package.get("name") or ""), "", "binary"
+            )  # id, name, version, kind
             for rng in entry.get("ranges") or ():
                 # SEMVER ranges do not occur for PyPI; GIT ranges need the sources.
                 if not isinstance(rng, dict) or rng.get("type") != "ECOSYSTEM":
@@ -222,38 +205,34 @@ class OsvUpdater(Updater):
                     )
 
 
-def _fixed_in_versions(events: Iterable[Any]) -> list[str]:
+def _git_only(affected: list[dict[str, Any]]) -> bool:
+    """True when every range is a GIT range (or there is none)."""
+    for entry in affected:
+        for rng in entry.get("ranges") or ():
+            if rng.get("type") != "GIT":
+                return False
+    return True
+
+
+def _fixed_in_versions(events: Any) -> Sequence[str]:
     """fixed_in_version of each range of an ECOSYSTEM events list."""
-    key = _simple_range_key(events)
-    if key is not None:
-        return [_encode_simple(*key)]
+    # The common shape, `[{"introduced": a}, {"fixed": b}]` with strings, comes from a cache.
+    if type(events) is list and len(events) == 2:
+        first, second = events
+        if type(first) is dict and type(second) is dict and len(first) == len(second) == 1:
+            introduced, fixed = first.get("introduced"), second.get("fixed")
+            if type(introduced) is str and type(fixed) is str and introduced and fixed:
+                return _simple_range(introduced, fixed)
     pairs = ecosystem_ranges([e for e in events if isinstance(e, dict)])
     return [encode_query(p) if p else "" for p in pairs]
 
 
-def _simple_range_key(events: Iterable[Any]) -> tuple[str, str] | None:
-    """(introduced, fixed) of the common shape `[{introduced}, {fixed}]`, both non-empty
-    strings; None for anything else (the general walk handles it)."""
-    if not isinstance(events, list) or len(events) != 2:
-        return None
-    first, second = events
-    if not (isinstance(first, dict) and isinstance(second, dict)):
-        return None
-    if len(first) != 1 or len(second) != 1:
-        return None
-    introduced, fixed = first.get("introduced"), second.get("fixed")
-    if type(introduced) is not str or type(fixed) is not str or not introduced or not fixed:
-        return None
-    return introduced, fixed
-
-
 @lru_cache(maxsize=1 << 16)
-def _encode_simple(introduced: str, fixed: str) -> str:
-    """What the general walk gives `[{introduced}, {fixed}]`: one range."""
-    pairs = (
-        [("fixed", fixed)] if introduced == "0" else [("introduced", introduced), ("fixed", fixed)]
-    )
-    return encode_query(pairs)
+def _simple_range(introduced: str, fixed: str) -> tuple[str]:
+    """What the general walk makes of `[{introduced}, {fixed}]`: one range."""
+    if introduced == "0":
+        return (encode_query([("fixed", fixed)]),)
+    return (encode_query([("introduced", introduced), ("fixed", fixed)]),)
 
 
 _base_ecosystem = lru_cache(maxsize=256)(base_ecosystem)
@@ -268,46 +247,194 @@ def _format_published(value: str) -> str:
     return format_time(parse_time(value))
 
 
-def _where(feed: str, index: int, info: zipfile.ZipInfo) -> str:
-    return f"{feed}: record {index} ({info.filename!r} at byte offset {info.header_offset})"
+# -- reading all.zip ------------------------------------------------------------------------
+# zipfile builds a ZipInfo per member up front: for a million-record feed that is over a second
+# and most of the ingest's memory. The central directory is walked here instead, lazily, and
+# members are sliced from large sequential reads; anything unusual (encryption, other methods,
+# prepended data, a bad CRC) goes through zipfile, for its checks and error messages.
 
 
-class _LazyWhere:
+class _Where:
     """The position of a record, formatted only when a message needs it."""
 
-    __slots__ = ("feed", "index", "info")
+    __slots__ = ("feed", "flags", "index", "name", "offset")
 
-    def __init__(self, feed: str, index: int, info: zipfile.ZipInfo) -> None:
-        self.feed, self.index, self.info = feed, index, info
+    def __init__(
+        self, feed: str, index: int, name: str | bytes, offset: int, flags: int = 0
+    ) -> None:
+        self.feed, self.index, self.name, self.offset, self.flags = feed, index, name, offset, flags
 
     def __str__(self) -> str:
-        return _where(self.feed, self.index, self.info)
+        name = self.name
+        if isinstance(name, bytes):  # zipfile's rule: UTF-8 when flagged, else cp437
+            name = name.decode("utf-8" if self.flags & 0x800 else "cp437", errors="replace")
+        return f"{self.feed}: record {self.index} ({name!r} at byte offset {self.offset})"
 
 
+def _members(fetched: FetchResult, feed: str) -> Iterator[tuple[bytes, _Where]]:
+    """Each file member's bytes with its position, in central directory order."""
+    with fetched.path.open("rb") as raw:
+        directory = _central_directory(raw)
+        if directory is None:
+            yield from _zipfile_members(fetched, feed)
+            return
+        window = _Window(raw)
+        archive: zipfile.ZipFile | None = None
+        for index, (name, flags, method, crc, csize, usize, offset) in enumerate(directory):
+            if name.endswith(b"/"):
+                continue
+            where = _Where(feed, index, name, offset, flags)
+            data = _member_fast(window, offset, flags, method, crc, csize, usize)
+            if data is None:
+                if archive is None:
+                    archive = _open_archive(fetched, feed)
+                data = _member_slow(archive, archive.infolist()[index], where)
+            yield data, where
+        if archive is not None:
+            archive.close()
+
+
+def _open_archive(fetched: FetchResult, feed: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(fetched.path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        size = fetched.path.stat().st_size
+        raise FeedError(f"{feed}: corrupt zip archive of {size} bytes: {exc}") from None
+
+
+def _zipfile_members(fetched: FetchResult, feed: str) -> Iterator[tuple[bytes, _Where]]:
+    with _open_archive(fetched, feed) as archive:
+        for index, info in enumerate(archive.infolist()):
+            if not info.is_dir():
+                where = _Where(feed, index, info.filename, info.header_offset)
+                yield _member_slow(archive, info, where), where
+
+
+def _member_slow(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: _Where) -> bytes:
+    try:
+        with archive.open(info) as member:
+            return member.read()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise FeedError(f"{where}: unreadable member: {exc}") from None
+
+
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s4x2H4x3L3H8xL")
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+_MAX16, _MAX32 = 0xFFFF, 0xFFFFFFFF
+Entry = tuple[bytes, int, int, int, int, int, int]  # name, flags, method, crc, sizes, offset
 
 
-def _member_fast(raw: BinaryIO, info: zipfile.ZipInfo) -> bytes | None:
-    """A stored or deflated member read straight from its offsets (zipfile's per-member
-    set-up costs as much as parsing the advisory); None when anything looks unusual."""
-    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+def _central_directory(raw: BinaryIO) -> Iterator[Entry] | None:
+    """The entries of a plain single-disk archive; None for anything else."""
+    end = raw.seek(0, 2)
+    tail_start = max(0, end - _EOCD.size - _MAX16)
+    raw.seek(tail_start)
+    tail = raw.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
         return None
-    raw.seek(info.header_offset)
-    header = raw.read(_LOCAL_HEADER.size)
+    _, disk, cd_disk, _, count, size, offset, _ = _EOCD.unpack_from(tail, at)
+    eocd = tail_start + at
+    if disk or cd_disk:
+        return None
+    if count == _MAX16 or size == _MAX32 or offset == _MAX32:
+        if at < _ZIP64_LOCATOR.size:
+            return None
+        magic, _, zip64_at, _ = _ZIP64_LOCATOR.unpack_from(tail, at - _ZIP64_LOCATOR.size)
+        raw.seek(zip64_at)
+        record = raw.read(_ZIP64_EOCD.size)
+        if magic != b"PK\x06\x07" or len(record) != _ZIP64_EOCD.size:
+            return None
+        magic, _, _, _, _, _, _, count, size, offset = _ZIP64_EOCD.unpack(record)
+        if magic != b"PK\x06\x06":
+            return None
+        eocd = zip64_at
+    if offset + size != eocd:  # data before the archive: zipfile knows how to shift offsets
+        return None
+    raw.seek(offset)
+    directory = raw.read(size)
+    if len(directory) != size:
+        return None
+    return _entries(directory, count, end)
+
+
+def _entries(directory: bytes, count: int, file_size: int) -> Iterator[Entry]:
+    pos = 0
+    for index in range(count):
+        if pos + _CENTRAL.size > len(directory):
+            raise FeedError(f"corrupt zip archive of {file_size} bytes: entry {index} cut short")
+        magic, flags, method, crc, csize, usize, nlen, elen, clen, offset = _CENTRAL.unpack_from(
+            directory, pos
+        )
+        if magic != b"PK\x01\x02":
+            raise FeedError(f"corrupt zip archive of {file_size} bytes: bad entry {index}")
+        name_at = pos + _CENTRAL.size
+        name = directory[name_at : name_at + nlen]
+        if csize == _MAX32 or usize == _MAX32 or offset == _MAX32:
+            extra = directory[name_at + nlen : name_at + nlen + elen]
+            usize, csize, offset = _zip64_sizes(extra, usize, csize, offset)
+        pos = name_at + nlen + elen + clen
+        yield name, flags, method, crc, csize, usize, offset
+
+
+def _zip64_sizes(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int, int]:
+    """The 64-bit values of the zip64 extra field that stand in for saturated ones."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, pos)
+        if kind == 1:
+            values = iter(struct.unpack_from(f"<{length // 8}Q", extra, pos + 4))
+            if usize == _MAX32:
+                usize = next(values, usize)
+            if csize == _MAX32:
+                csize = next(values, csize)
+            if offset == _MAX32:
+                offset = next(values, offset)
+            break
+        pos += 4 + length
+    return usize, csize, offset
+
+
+class _Window:
+    """Slices of a file, read sequentially in large chunks (members are stored in order)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.start = 0
+        self.data = b""
+
+    def read(self, offset: int, size: int) -> bytes:
+        at = offset - self.start
+        if at < 0 or at + size > len(self.data):
+            self.raw.seek(offset)
+            self.data = self.raw.read(max(size, self.CHUNK))
+            self.start, at = offset, 0
+        return self.data[at : at + size]
+
+
+def _member_fast(
+    window: _Window, offset: int, flags: int, method: int, crc: int, csize: int, usize: int
+) -> bytes | None:
+    """A stored or deflated member; None when anything looks unusual."""
+    if flags & 0x1 or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return None
+    header = window.read(offset, _LOCAL_HEADER.size)
     if len(header) != _LOCAL_HEADER.size:
         return None
     magic, name_length, extra_length = _LOCAL_HEADER.unpack(header)
     if magic != b"PK\x03\x04":
         return None
-    raw.seek(name_length + extra_length, 1)
-    payload = raw.read(info.compress_size)
+    payload = window.read(offset + _LOCAL_HEADER.size + name_length + extra_length, csize)
     try:
-        data = (
-            zlib.decompress(payload, -15) if info.compress_type == zipfile.ZIP_DEFLATED else payload
-        )
+        data = zlib.decompress(payload, -15) if method == zipfile.ZIP_DEFLATED else payload
     except zlib.error:
         return None
-    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+    if len(data) != usize or zlib.crc32(data) != crc:
         return None
     return data
 
