@@ -423,21 +423,16 @@ async def import_updaters(
             )
             records = result.records
         else:
-            records = await _update_enrichments(pool, head, reader.enrichments())
+            result = await ingest.update_enrichments(
+                pool, head.updater, head.fingerprint, reader.enrichments()
+            )
+            records = result.records
         report.imported.append((head, records))
         progress.note(f"{head.updater} ({head.kind}): imported {records:,} records")
+    if report.imported:
+        await ingest.refresh_statistics(pool)
     progress.finish()
     return report
-
-
-async def _update_enrichments(
-    pool: asyncpg.Pool, head: GroupHead, records: Iterator[tuple[list[str], Any]]
-) -> int:
-    writer = getattr(ingest, "update_enrichments", None)
-    if writer is None:
-        raise AirgapError(f"{head.updater}: enrichment updates are not supported yet")
-    result = await writer(pool, head.updater, head.fingerprint, records)
-    return int(getattr(result, "records", 0))
 
 
 # -- clairctl ------------------------------------------------------------------------------

@@ -60,24 +60,23 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         if not await service.initialized():
             return Response(status_code=202)
         # The update refs are read before matching: see MatcherService.report_etag.
-        report, index_state, refs = await asyncio.gather(
-            indexer.index_report(digest), indexer.state(), service.latest_refs()
+        index_json, index_state, refs = await asyncio.gather(
+            indexer.index_report_json(digest), indexer.state(), service.latest_refs()
         )
-        if report is None or report.state != IndexState.FINISHED:
+        # Parsed as a plain document: the typed IndexReport is built only to match (a miss).
+        index_doc = orjson.loads(index_json) if index_json is not None else {}
+        if index_json is None or index_doc.get("state") != IndexState.FINISHED:
             raise not_found(f'index report for manifest "{digest}" not found')
-        index_doc = report.to_json()  # encoded once: for the ETag and for the body
         headers = {
             "Cache-Control": f"max-age={cache_age}",
-            "ETag": service.report_etag(report, index_state, refs, index_doc),
+            "ETag": service.report_etag(digest, index_state, refs, index_json),
             "Vary": "Accept",
         }
         if if_none_match(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         encoding = choose_encoding(request.headers.get("accept-encoding", ""))
         try:
-            body, encoded = await service.report_body(
-                report, headers["ETag"], refs, index_doc, encoding
-            )
+            body, encoded = await service.report_body(index_doc, headers["ETag"], refs, encoding)
         except Exception as err:
             raise APIError(500, f"failed to start scan: {err}") from err
         if encoded and encoding is not None:  # compressed here, so the middleware passes it

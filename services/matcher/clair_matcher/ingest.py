@@ -430,6 +430,9 @@ async def update_vulnerabilities(
     """
     records = 0
     async with pool.acquire() as conn, conn.transaction():
+        # Durable before it is reported, and (the commit flushed) the VACUUM that follows can
+        # mark the new rows all-visible, also where the server runs with asynchronous commit.
+        await conn.execute("SET LOCAL synchronous_commit = on")
         # Shared with other updates; garbage collection needs it exclusively to delete rows.
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
         uo = await conn.fetchrow(
@@ -501,6 +504,20 @@ async def record_status(
 # Rows lose their last link only when operations are deleted: the scan for unlinked rows (a
 # pass over all of `vuln`) runs after deletions, or when an earlier one was skipped here.
 _unlinked_scan_owed = False
+
+
+async def refresh_statistics(pool: asyncpg.Pool) -> None:
+    """VACUUM (ANALYZE) what matching reads, once an update has added rows.
+
+    The candidate queries are index-only scans (migration 002) only over pages VACUUM has
+    marked all-visible, which freshly COPYed rows are not; autovacuum would get there minutes
+    later. SKIP_LOCKED: a replica already vacuuming them does the job for both.
+    """
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("VACUUM (ANALYZE, SKIP_LOCKED) vuln, uo_vuln, enrichment, uo_enrich")
+    except asyncpg.PostgresError as exc:  # e.g. not the owner: only slower matching
+        log.warning("vacuum after update failed: %s", exc)
 
 
 async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC_THROTTLE) -> int:
@@ -621,6 +638,7 @@ async def update_enrichments(
     """Stores a complete enrichment snapshot as a new operation of kind "enrichment"."""
     staged = inserted = linked = 0
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = on")  # as in update_vulnerabilities
         # Shared with other updates; GC takes it exclusively before deleting unlinked rows.
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
         uo = await conn.fetchrow(

@@ -29,6 +29,7 @@ from clair_matcher.ingest import (
     collect_garbage,
     latest_fingerprint,
     record_status,
+    refresh_statistics,
     update_enrichments,
     update_vulnerabilities,
 )
@@ -134,6 +135,8 @@ class UpdateScheduler:
 
         jobs: list[Updater | Enricher] = [*found.updaters, *self.enrichers]
         await asyncio.gather(*(run(u) for u in jobs))
+        if "updated" in report.outcomes.values():
+            await refresh_statistics(self.pool)
         async with self.locks.try_hold("garbage-collection") as held:
             if held:
                 try:

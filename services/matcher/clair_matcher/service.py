@@ -113,16 +113,12 @@ class MatcherService:
         return out
 
     async def report_json(
-        self,
-        report: IndexReport,
-        etag: str,
-        refs: Sequence[tuple[str, str, str]],
-        index_doc: dict[str, Any] | None = None,
+        self, index_doc: dict[str, Any], etag: str, refs: Sequence[tuple[str, str, str]]
     ) -> bytes:
         """The serialized vulnerability report under `etag`, matched only if not cached.
 
-        `etag` and `refs` are `report_etag`'s tag and the refs it was computed from; `index_doc`
-        is `report.to_json()` if the caller has it. The body is cached only if those refs were
+        `index_doc` is the index report's JSON document; `etag` and `refs` are `report_etag`'s
+        tag and the refs it was computed from. The body is cached only if those refs were
         still the newest once matching finished, so a report matched against newer data (which
         the next request corrects) never stays in the cache under the older tag, where a
         deleted operation could make it current again.
@@ -131,6 +127,7 @@ class MatcherService:
         body = cache.get(etag) if cache is not None else None
         if body is not None:
             return body
+        report = IndexReport.from_json(index_doc)
         body = orjson.dumps(_report_doc(await self.scan(report), index_doc))
         if cache is not None and list(refs) == await self.latest_refs():
             cache.put(etag, body)
@@ -138,17 +135,16 @@ class MatcherService:
 
     async def report_body(
         self,
-        report: IndexReport,
+        index_doc: dict[str, Any],
         etag: str,
         refs: Sequence[tuple[str, str, str]],
-        index_doc: dict[str, Any] | None,
         encoding: str | None,
     ) -> tuple[bytes, bool]:
         """`report_json`'s body compressed with `encoding` (None: identity), and whether it is.
 
         Polling clients ask for the same report again and again: it is compressed once.
         """
-        body = await self.report_json(report, etag, refs, index_doc)
+        body = await self.report_json(index_doc, etag, refs)
         if encoding is None or len(body) < MIN_SIZE:
             return body, False
         cache = self.report_cache
@@ -182,24 +178,22 @@ class MatcherService:
 
     def report_etag(
         self,
-        report: IndexReport,
+        digest: str,
         index_state: str,
         refs: Sequence[tuple[str, str, str]],
-        index_doc: dict[str, Any] | None = None,
+        index_json: bytes,
     ) -> str:
         """The vulnerability report's validator, known before matching (so 304s cost no match).
 
-        A report is a function of the index report (its content, produced under the indexer's
-        scanner state), the vulnerabilities and enrichments of each updater's newest operation,
-        and the configured matchers. `refs` must be read before scanning: an update landing in
-        between then yields newer content under the older tag, which the next request corrects,
-        never older content under a newer tag.
+        A report is a function of the index report (its stored JSON, produced under the
+        indexer's scanner state), the vulnerabilities and enrichments of each updater's newest
+        operation, and the configured matchers. `refs` must be read before scanning: an update
+        landing in between then yields newer content under the older tag, which the next
+        request corrects, never older content under a newer tag.
         """
-        h = hashlib.sha256(b"clair vulnerability report 1\n")
-        h.update(f"{report.manifest_hash}\n{index_state}\n".encode())
-        if index_doc is None:
-            index_doc = report.to_json()
-        h.update(hashlib.sha256(orjson.dumps(index_doc)).digest())
+        h = hashlib.sha256(b"clair vulnerability report 2\n")
+        h.update(f"{digest}\n{index_state}\n".encode())
+        h.update(hashlib.sha256(index_json).digest())
         for kind, updater, ref in refs:
             h.update(f"{kind} {updater} {ref}\n".encode())
         for matcher in self.matchers:
