@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -24,11 +25,11 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def _query(matcher: Matcher) -> tuple[str, list[list[object]]]:
+def _query(matcher: Matcher) -> tuple[str, list[list[Any]]]:
     constraints, need_fixed = _shape(matcher)
     columns = tuple(c.vuln_column for c in constraints)
     selected = tuple(c for c in RULE_COLUMNS if c in matcher.rule_columns)
-    params: list[list[object]] = [[0], ["openssl"], ["binary"], *[["x"] for _ in columns]]
+    params: list[list[Any]] = [[0], ["openssl"], ["binary"], *[["x"] for _ in columns]]
     return candidates_sql(columns, need_fixed, selected), params
 
 

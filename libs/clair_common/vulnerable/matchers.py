@@ -244,6 +244,12 @@ class RhelMatcher(Matcher):
         return affected and arch_matches(vuln.arch_op, record.package.arch, vuln_arch)
 
 
+def _key(bound: tuple[int, ...] | ValueError) -> tuple[int, ...]:
+    if isinstance(bound, ValueError):
+        raise MatchError(str(bound))
+    return bound
+
+
 class PythonMatcher(Matcher):
     """PyPI advisories from OSV: ``fixed_in_version`` is ``introduced=..&fixed=..``."""
 
@@ -259,17 +265,16 @@ class PythonMatcher(Matcher):
             return True
         try:
             package = osv.pep440_key(record.package.version)
-            query = osv.parse_query(vuln.fixed_in_version)
-            introduced = query.first("introduced")
-            if introduced and package < osv.pep440_key(introduced):
-                return False
-            fixed, last_affected = query.first("fixed"), query.first("lastAffected")
-            if fixed:
-                return package < osv.pep440_key(fixed)
-            if last_affected:
-                return package <= osv.pep440_key(last_affected)
+            introduced, fixed, last_affected = osv.pep440_bounds(vuln.fixed_in_version)
         except ValueError as err:
             raise MatchError(str(err)) from None
+        # In claircore's order: a bound's bad version fails the report only if it is read.
+        if introduced is not None and package < _key(introduced):
+            return False
+        if fixed is not None:
+            return package < _key(fixed)
+        if last_affected is not None:
+            return package <= _key(last_affected)
         return True
 
 

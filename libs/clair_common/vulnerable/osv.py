@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 
 from clair_common.versions import claircore_pep440
 
-__all__ = ["ParsedQuery", "parse_query", "pep440_key"]
+__all__ = ["Bound", "ParsedQuery", "parse_query", "pep440_bounds", "pep440_key"]
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -46,3 +46,31 @@ def parse_query(text: str) -> ParsedQuery:
             raise ValueError(f"invalid URL escape in query {text!r}")
         out.setdefault(unquote_plus(key), []).append(unquote_plus(value))
     return out
+
+
+# A bound's key, the error its version gave (raised only if the rule gets to it), or None.
+Bound = tuple[int, ...] | ValueError | None
+
+
+def _bound(version: str) -> Bound:
+    if not version:
+        return None
+    try:
+        return pep440_key(version)
+    except ValueError as err:
+        return ValueError(str(err))  # without the traceback, which the cache would keep
+
+
+@lru_cache(maxsize=16384)
+def pep440_bounds(text: str) -> tuple[Bound, Bound, Bound]:
+    """The (introduced, fixed, lastAffected) bounds of a rule's query.
+
+    A report checks thousands of candidates against a few hundred distinct rules: each is
+    parsed once. Raises ValueError for a query Go's url.ParseQuery rejects.
+    """
+    query = parse_query(text)
+    return (
+        _bound(query.first("introduced")),
+        _bound(query.first("fixed")),
+        _bound(query.first("lastAffected")),
+    )

@@ -38,14 +38,13 @@ import orjson
 
 from clair_common.models import Vulnerability
 from clair_matcher import ingest
+from clair_matcher.ingest import KIND_ENRICHMENT, KIND_VULNERABILITY
 from clair_matcher.updaters import UnchangedType, Updater
 from clair_matcher.updaters.registry import build_factories, discover
 
 log = logging.getLogger("clair.clairctl.airgap")
 
 Compression = Literal["none", "gzip", "zstd"]
-KIND_VULNERABILITY = "vulnerability"
-KIND_ENRICHMENT = "enrichment"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ_BUFFER = 1 << 20

@@ -77,13 +77,15 @@ JOIN vuln v ON v.package_name = q.name AND v.package_kind = q.kind{where}
 
 @dataclass(slots=True)
 class _ShapeQuery:
-    """The parameter rows of one shape and which (matcher, package) owns each."""
+    """The parameter rows of one shape, which keys each (matcher, package) owns, and, once
+    fetched, the candidates of each key."""
 
     constraints: tuple[Constraint, ...]
     need_fixed: bool
     rule_columns: set[str] = field(default_factory=set)  # what the shape's matchers read
     keys: dict[_Key, int] = field(default_factory=dict)
-    owners: list[set[_Owner]] = field(default_factory=list)
+    owned: dict[_Owner, list[int]] = field(default_factory=dict)
+    found: list[dict[int, Vulnerability]] = field(default_factory=list)
 
     def add(self, owner: _Owner, record: IndexRecord) -> None:
         pkg, src = record.package, record.package.source
@@ -95,9 +97,9 @@ class _ShapeQuery:
             *(c.record_value(record) for c in self.constraints),
         )
         i = self.keys.setdefault(key, len(self.keys))
-        if i == len(self.owners):
-            self.owners.append(set())
-        self.owners[i].add(owner)
+        owned = self.owned.setdefault(owner, [])
+        if i not in owned:
+            owned.append(i)
 
     def parameters(self) -> list[list[object]]:
         """Columns of the q table: one row per key and package name (binary, then source)."""
@@ -117,19 +119,15 @@ class _ShapeQuery:
                     values[col].append(key[4 + col])
         return [index, names, kinds, *values]
 
-    async def fetch(
-        self,
-        conn: asyncpg.Connection,
-        pooled: dict[_Owner, dict[int, Vulnerability]],
-    ) -> None:
-        """Candidates of every key, pooled per owner; one partial vulnerability per values."""
+    async def fetch(self, conn: asyncpg.Connection) -> None:
+        """Candidates of every key; one partial vulnerability per distinct rule values."""
         columns = tuple(c.vuln_column for c in self.constraints)
         selected = tuple(c for c in RULE_COLUMNS if c in self.rule_columns)
         sql = candidates_sql(columns, self.need_fixed, selected)
         rows = await conn.fetch(sql, *self.parameters())
         # Where each RULE_COLUMNS value sits in a row (2, 3, ...); None: not read, left "".
         places = [2 + selected.index(c) if c in selected else None for c in RULE_COLUMNS]
-        owners = self.owners
+        found: list[dict[int, Vulnerability]] = [{} for _ in self.keys]
         built: dict[_RuleValues, Vulnerability] = {}
         for row in rows:
             values: _RuleValues = row[2:]  # a Record's slice is a tuple
@@ -138,12 +136,20 @@ class _ShapeQuery:
                 vuln = built[values] = rule_candidate(
                     *("" if p is None else row[p] for p in places)
                 )
-            vuln_id = row[1]
-            for owner in owners[row[0]]:
-                found = pooled.get(owner)
-                if found is None:
-                    found = pooled[owner] = {}
-                found[vuln_id] = vuln
+            found[row[0]][row[1]] = vuln
+        self.found = found
+
+    def candidates(self, owner: _Owner) -> dict[int, Vulnerability]:
+        """The pooled candidates of a (matcher, package): those of every key it owns."""
+        owned = self.owned.get(owner)
+        if not owned:
+            return {}
+        if len(owned) == 1:
+            return self.found[owned[0]]
+        pooled: dict[int, Vulnerability] = {}
+        for i in owned:
+            pooled.update(self.found[i])
+        return pooled
 
 
 def _shape(matcher: Matcher) -> tuple[tuple[Constraint, ...], bool]:
@@ -162,13 +168,16 @@ async def match_report(
     ]
     per_matcher = [[r for r in matchable if m.filter(r)] for m in matchers]
     shapes: dict[tuple[tuple[Constraint, ...], bool], _ShapeQuery] = {}
+    queries: list[_ShapeQuery | None] = []  # each matcher's, None if it wants no record
     for mi, (matcher, interested) in enumerate(zip(matchers, per_matcher, strict=True)):
         if not interested:
+            queries.append(None)
             continue
         shape = _shape(matcher)
         query = shapes.get(shape)
         if query is None:
             query = shapes[shape] = _ShapeQuery(*shape)
+        queries.append(query)
         query.rule_columns.update(matcher.rule_columns)
         for record in interested:
             query.add((mi, record.package.id), record)
@@ -177,21 +186,23 @@ async def match_report(
         return out
 
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        pooled: dict[_Owner, dict[int, Vulnerability]] = {}
         for query in shapes.values():
-            await query.fetch(conn, pooled)
+            await query.fetch(conn)
 
         matched: dict[str, dict[int, None]] = {}  # package id → ordered set of vuln ids
         failures: list[tuple[int, MatchError]] = []  # raised only if the vuln is current
-        for mi, (matcher, interested) in enumerate(zip(matchers, per_matcher, strict=True)):
+        for mi, (matcher, interested, shape_query) in enumerate(
+            zip(matchers, per_matcher, queries, strict=True)
+        ):
+            if shape_query is None:
+                continue
+            vulnerable = matcher.vulnerable
             for record in interested:
                 pkg_id = record.package.id
-                candidates = pooled.get((mi, pkg_id))
-                if not candidates:
-                    continue
+                candidates = shape_query.candidates((mi, pkg_id))
                 for vuln_id, vuln in candidates.items():
                     try:
-                        affected = matcher.vulnerable(record, vuln)
+                        affected = vulnerable(record, vuln)
                     except MatchError as err:
                         failures.append((vuln_id, err))
                         continue

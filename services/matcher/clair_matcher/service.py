@@ -16,6 +16,7 @@ from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, Vulner
 from clair_common.vulnerable import Matcher, default_matchers
 from clair_matcher.enrichers import Enricher, default_enrichers
 from clair_matcher.enrichment import enrich_report
+from clair_matcher.ingest import KIND_ENRICHMENT
 from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
 
@@ -105,11 +106,21 @@ class MatcherService:
             self._initialized = await self.store.initialized()
         return self._initialized
 
-    async def scan(self, report: IndexReport) -> VulnerabilityReport:
-        """Match the report; raises MatchError (HTTP 500) where Clair fails the report."""
+    async def scan(
+        self, report: IndexReport, refs: Sequence[tuple[str, str, str]] | None = None
+    ) -> VulnerabilityReport:
+        """Match the report; raises MatchError (HTTP 500) where Clair fails the report.
+
+        `refs` (`latest_refs()`, if the caller has them) spare the lookups of enrichers whose
+        updater has stored nothing yet.
+        """
         out = await match_report(self.store.pool, report, self.matchers)
-        if self.enrichers:
-            out.enrichments = await enrich_report(self.store.pool, out, self.enrichers)
+        enrichers = self.enrichers
+        if refs is not None:
+            stored = {updater for kind, updater, _ in refs if kind == KIND_ENRICHMENT}
+            enrichers = [e for e in enrichers if e.name in stored]
+        if enrichers:
+            out.enrichments = await enrich_report(self.store.pool, out, enrichers)
         return out
 
     async def report_json(
@@ -128,7 +139,7 @@ class MatcherService:
         if body is not None:
             return body
         report = IndexReport.from_json(index_doc)
-        body = orjson.dumps(_report_doc(await self.scan(report), index_doc))
+        body = orjson.dumps(_report_doc(await self.scan(report, refs), index_doc))
         if cache is not None and list(refs) == await self.latest_refs():
             cache.put(etag, body)
         return body

@@ -27,54 +27,56 @@ VULN_COLUMNS = (
     " v.version_kind, v.vulnerable_range"
 )
 
+_VULN_WIDTH = VULN_COLUMNS.count(",") + 1
+
 
 def vuln_from_row(r: asyncpg.Record) -> Vulnerability:
-    has_dist = any(
-        r[k]
-        for k in (
-            "dist_id",
-            "dist_name",
-            "dist_version",
-            "dist_version_id",
-            "dist_pretty_name",
-            "dist_cpe",
-        )
+    """A Vulnerability from a row whose first columns are VULN_COLUMNS (read by position:
+    a report builds hundreds of these)."""
+    (
+        vuln_id, updater, name, description, issued, links, severity, normalized_severity,
+        package_name, package_version, package_module, package_arch, package_kind,
+        dist_id, dist_name, dist_version, dist_version_code_name, dist_version_id, dist_arch,
+        dist_cpe, dist_pretty_name, repo_name, repo_key, repo_uri, fixed_in_version,
+        arch_operation, _version_kind, vulnerable_range,
+    ) = r[:_VULN_WIDTH]  # fmt: skip
+    has_dist = (
+        dist_id or dist_name or dist_version or dist_version_id or dist_pretty_name or dist_cpe
     )
-    has_repo = any(r[k] for k in ("repo_name", "repo_key", "repo_uri"))
     return Vulnerability(
-        id=str(r["id"]),
-        updater=r["updater"],
-        name=r["name"],
-        description=r["description"],
-        issued=format_time(r["issued"]),
-        links=r["links"],
-        severity=r["severity"],
-        normalized_severity=r["normalized_severity"],
+        id=str(vuln_id),
+        updater=updater,
+        name=name,
+        description=description,
+        issued=format_time(issued),
+        links=links,
+        severity=severity,
+        normalized_severity=normalized_severity,
         package=Package(
-            name=r["package_name"],
-            version=r["package_version"],
-            module=r["package_module"],
-            arch=r["package_arch"],
-            kind=r["package_kind"],
+            name=package_name,
+            version=package_version,
+            module=package_module,
+            arch=package_arch,
+            kind=package_kind,
         ),
         distribution=Distribution(
-            did=r["dist_id"],
-            name=r["dist_name"],
-            version=r["dist_version"],
-            version_code_name=r["dist_version_code_name"],
-            version_id=r["dist_version_id"],
-            arch=r["dist_arch"],
-            cpe=r["dist_cpe"],
-            pretty_name=r["dist_pretty_name"],
+            did=dist_id,
+            name=dist_name,
+            version=dist_version,
+            version_code_name=dist_version_code_name,
+            version_id=dist_version_id,
+            arch=dist_arch,
+            cpe=dist_cpe,
+            pretty_name=dist_pretty_name,
         )
         if has_dist
         else None,
-        repository=Repository(name=r["repo_name"], key=r["repo_key"], uri=r["repo_uri"])
-        if has_repo
+        repository=Repository(name=repo_name, key=repo_key, uri=repo_uri)
+        if repo_name or repo_key or repo_uri
         else None,
-        fixed_in_version=r["fixed_in_version"],
-        range=r["vulnerable_range"],
-        arch_op=r["arch_operation"],
+        fixed_in_version=fixed_in_version,
+        range=vulnerable_range,
+        arch_op=arch_operation,
     )
 
 
