@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
 from clair_common.vulnerable import RULE_COLUMNS, Matcher, default_matchers
 from clair_matcher.ingest import refresh_statistics
 from clair_matcher.matching import _shape, candidates_sql
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate(pg_dsn, "matcher", "clair_matcher")
-    pool = await create_pool(pg_dsn, schema="matcher", application_name="test-candidate-index")
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def _query(matcher: Matcher) -> tuple[str, list[list[Any]]]:
@@ -34,16 +21,16 @@ def _query(matcher: Matcher) -> tuple[str, list[list[Any]]]:
 
 
 @pytest.mark.parametrize("matcher", default_matchers(), ids=lambda m: m.name)
-async def test_candidate_query_is_index_only(pool: asyncpg.Pool, matcher: Matcher) -> None:
-    async with pool.acquire() as conn:
+async def test_candidate_query_is_index_only(matcher_pool: asyncpg.Pool, matcher: Matcher) -> None:
+    async with matcher_pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO vuln (hash, updater, name, package_name, package_kind)"
             " SELECT sha256(i::text::bytea), 'test', 'CVE-' || i, 'pkg' || (i % 500), 'binary'"
             " FROM generate_series(1, 5000) AS i ON CONFLICT DO NOTHING"
         )
-    await refresh_statistics(pool)
+    await refresh_statistics(matcher_pool)
     sql, params = _query(matcher)
-    async with pool.acquire() as conn, conn.transaction():
+    async with matcher_pool.acquire() as conn, conn.transaction():
         # Only an index plan is allowed; the question is whether it needs the heap.
         await conn.execute("SET LOCAL enable_seqscan = off")
         await conn.execute("SET LOCAL enable_bitmapscan = off")
@@ -51,8 +38,8 @@ async def test_candidate_query_is_index_only(pool: asyncpg.Pool, matcher: Matche
     assert "Index Only Scan using vuln_package_cover" in plan, plan
 
 
-async def test_refresh_statistics_marks_new_rows_all_visible(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+async def test_refresh_statistics_marks_new_rows_all_visible(matcher_pool: asyncpg.Pool) -> None:
+    async with matcher_pool.acquire() as conn, conn.transaction():
         # As ingest commits: VACUUM cannot mark rows of an unflushed async commit all-visible.
         await conn.execute("SET LOCAL synchronous_commit = on")
         await conn.execute(
@@ -60,8 +47,8 @@ async def test_refresh_statistics_marks_new_rows_all_visible(pool: asyncpg.Pool)
             " SELECT sha256(('v' || i)::bytea), 'test', 'CVE-' || i, 'pkg', 'binary'"
             " FROM generate_series(1, 2000) AS i ON CONFLICT DO NOTHING"
         )
-    await refresh_statistics(pool)
-    async with pool.acquire() as conn:
+    await refresh_statistics(matcher_pool)
+    async with matcher_pool.acquire() as conn:
         pages, visible = await conn.fetchrow(
             "SELECT relpages, relallvisible FROM pg_class WHERE oid = 'matcher.vuln'::regclass"
         )

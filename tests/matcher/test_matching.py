@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
 from clair_common.models import (
     ZERO_TIME,
     Distribution,
@@ -29,16 +27,6 @@ from clair_matcher.service import MatcherService
 from clair_matcher.store import MatcherStore
 
 GOLDEN = Path("other/claircore/python/testdata/matcher")
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate(pg_dsn, "matcher", "clair_matcher")
-    pool = await create_pool(pg_dsn, schema="matcher", application_name="test-matching")
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def new_operation(conn: asyncpg.Connection, updater: str) -> int:
@@ -153,7 +141,7 @@ def instant(text: str) -> datetime | None:
     return None if text == ZERO_TIME else datetime.fromisoformat(text)
 
 
-async def test_python_golden_cases(pool: asyncpg.Pool, shared_data: Path) -> None:
+async def test_python_golden_cases(matcher_pool: asyncpg.Pool, shared_data: Path) -> None:
     cases = golden_cases(shared_data)
     assert cases, "claircore python matcher cases missing"
     for path in cases:
@@ -166,11 +154,11 @@ async def test_python_golden_cases(pool: asyncpg.Pool, shared_data: Path) -> Non
             for found in database["vulnerabilities"].values()
             for v in found
         }
-        async with pool.acquire() as conn:
+        async with matcher_pool.acquire() as conn:
             await conn.execute("TRUNCATE update_operation, vuln, uo_vuln CASCADE")
-        await load(pool, {"osv/pypi": list(vulns.values())})
+        await load(matcher_pool, {"osv/pypi": list(vulns.values())})
 
-        got = await match_report(pool, report, default_matchers())
+        got = await match_report(matcher_pool, report, default_matchers())
 
         assert got.package_vulnerabilities == want["package_vulnerabilities"], path.name
         assert set(got.vulnerabilities) == set(want["vulnerabilities"]), path.name
@@ -258,9 +246,9 @@ DEBIAN = {
 }
 
 
-async def test_mixed_report(pool: asyncpg.Pool) -> None:
+async def test_mixed_report(matcher_pool: asyncpg.Pool) -> None:
     await load(
-        pool,
+        matcher_pool,
         {
             "debian/updater": [
                 v(
@@ -327,13 +315,13 @@ async def test_mixed_report(pool: asyncpg.Pool) -> None:
         },
     )
     # An older operation's vulnerability must not count once a newer operation exists.
-    async with pool.acquire() as conn, conn.transaction():
+    async with matcher_pool.acquire() as conn, conn.transaction():
         old = await new_operation(conn, "debian/stale")
         await insert_vulnerabilities(conn, old, [v("8", "CVE-2023-0008", SOURCE, "", **DEBIAN)])
         await new_operation(conn, "debian/stale")
 
     report = mixed_report()
-    service = MatcherService(MatcherStore(pool))
+    service = MatcherService(MatcherStore(matcher_pool))
     got = await service.scan(report)
 
     assert got.package_vulnerabilities == {
@@ -350,14 +338,14 @@ async def test_mixed_report(pool: asyncpg.Pool) -> None:
     assert doc["vulnerabilities"]["40"]["repository"] == {"name": "pypi", "cpe": ""}
     assert doc["packages"] == report.to_json()["packages"]
 
-    only_debian = await match_report(pool, report, default_matchers(["debian-matcher"]))
+    only_debian = await match_report(matcher_pool, report, default_matchers(["debian-matcher"]))
     assert set(only_debian.package_vulnerabilities) == {"10", "11"}
 
 
-async def test_comparison_errors_fail_the_report(pool: asyncpg.Pool) -> None:
+async def test_comparison_errors_fail_the_report(matcher_pool: asyncpg.Pool) -> None:
     ubuntu = Distribution(id="1", did="ubuntu", name="Ubuntu", version_id="22.04")
     await load(
-        pool,
+        matcher_pool,
         {
             "ubuntu/updater": [
                 v(
@@ -377,12 +365,12 @@ async def test_comparison_errors_fail_the_report(pool: asyncpg.Pool) -> None:
         environments={"1": [Environment("var/lib/dpkg/status", LAYER, "1")]},
     )
     with pytest.raises(MatchError):
-        await MatcherService(MatcherStore(pool)).scan(report)
+        await MatcherService(MatcherStore(matcher_pool)).scan(report)
 
 
-async def test_nothing_to_match(pool: asyncpg.Pool) -> None:
+async def test_nothing_to_match(matcher_pool: asyncpg.Pool) -> None:
     report = mixed_report()
-    got = await match_report(pool, report, default_matchers())
+    got = await match_report(matcher_pool, report, default_matchers())
     assert got.vulnerabilities == {}
     assert got.package_vulnerabilities == {}
-    assert (await match_report(pool, report, [])).to_json()["vulnerabilities"] == {}
+    assert (await match_report(matcher_pool, report, [])).to_json()["vulnerabilities"] == {}
