@@ -40,7 +40,7 @@ class _Client:
             headers.update(extra)
         return headers
 
-    async def _request_raw(
+    async def _request(
         self,
         method: str,
         path: str,
@@ -49,7 +49,9 @@ class _Client:
         params: dict[str, str] | None = None,
         ok: Sequence[int] = (200,),
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes, dict[str, str]]:
+        parse: bool = True,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """(status, the JSON body parsed, or its bytes if not `parse`, response headers)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
@@ -64,22 +66,9 @@ class _Client:
             raw = await resp.read()
             if resp.status not in ok:
                 raise RemoteError(f"{method} {path}: {resp.status} {raw[:200]!r}")
+            if parse:
+                return resp.status, orjson.loads(raw) if raw else None, dict(resp.headers)
             return resp.status, raw, dict(resp.headers)
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, str] | None = None,
-        ok: Sequence[int] = (200,),
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
-        status, raw, got = await self._request_raw(
-            method, path, body=body, params=params, ok=ok, headers=headers
-        )
-        return status, orjson.loads(raw) if raw else None, got
 
     async def close(self) -> None:
         if self._session is not None:
@@ -100,8 +89,8 @@ class RemoteIndexer(_Client):
         return IndexReport.from_json(doc) if status == 200 else None
 
     async def index_report_json(self, digest: str) -> bytes | None:
-        status, raw, _ = await self._request_raw(
-            "GET", f"/indexer/api/v1/index_report/{digest}", ok=(200, 404)
+        status, raw, _ = await self._request(
+            "GET", f"/indexer/api/v1/index_report/{digest}", ok=(200, 404), parse=False
         )
         return raw if status == 200 else None
 

@@ -42,6 +42,8 @@ DEFAULT_HTTP_LISTEN_ADDR = ":6060"
 DEFAULT_INTROSPECTION_ADDR = ":8089"
 DEFAULT_MATCHER_PERIOD = timedelta(hours=6)
 DEFAULT_UPDATE_RETENTION = 10
+# ~0.3 MiB a 400-package report: a few hundred reports.
+DEFAULT_REPORT_CACHE_BYTES = 64 * 1024 * 1024
 DEFAULT_LAYER_SCAN_CONCURRENCY = 10
 DEFAULT_SCANLOCK_RETRY = 1
 DEFAULT_UPDATER_SETS: tuple[str, ...] = (
@@ -124,6 +126,8 @@ class Matcher(ConfigModel):
     migrations: bool = False
     disable_updaters: bool = False
     disable_enrichment: bool = False
+    # Not in Clair: bytes of serialized vulnerability reports kept by ETag; 0 turns it off.
+    report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Matcher:
@@ -136,6 +140,7 @@ class Matcher(ConfigModel):
             self.update_retention = DEFAULT_UPDATE_RETENTION
         if self.cache_age <= timedelta(0):
             self.cache_age = self.period
+        self.report_cache_bytes = max(self.report_cache_bytes, 0)
         return self
 
 

@@ -49,7 +49,10 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libvuln")
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
     service = MatcherService(
-        MatcherStore(pool), matchers, enrichers=() if cfg.disable_enrichment else None
+        MatcherStore(pool),
+        matchers,
+        enrichers=() if cfg.disable_enrichment else None,
+        report_cache_bytes=cfg.report_cache_bytes,
     )
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from clair_common.config.models import DEFAULT_REPORT_CACHE_BYTES
 from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, VulnerabilityReport
 from clair_common.vulnerable import Matcher, default_matchers
@@ -19,9 +20,6 @@ from clair_matcher.enrichment import enrich_report
 from clair_matcher.ingest import KIND_ENRICHMENT
 from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
-
-# Serialized reports kept by ETag: ~0.25 MiB for 400 packages, so a few hundred manifests.
-REPORT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class ReportCache:
@@ -32,7 +30,7 @@ class ReportCache:
     simply age out. Each entry holds the JSON ("") and the compressed variants asked for.
     """
 
-    def __init__(self, max_bytes: int = REPORT_CACHE_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_REPORT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self._entries: OrderedDict[str, dict[str, bytes]] = OrderedDict()
@@ -85,10 +83,10 @@ class MatcherService:
         matchers: Sequence[Matcher] | None = None,
         enrichers: Sequence[Enricher] | None = None,
         *,
-        report_cache_bytes: int = REPORT_CACHE_BYTES,
+        report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES,
     ) -> None:
         self.store = store
-        # 0 disables it: every report is matched (bench/match.py --no-cache).
+        # 0 disables it (matcher.report_cache_bytes): every report is matched.
         self.report_cache = ReportCache(report_cache_bytes) if report_cache_bytes > 0 else None
         self._initialized = False
         # None: every matcher, as Clair does when `matchers.names` is unset.
