@@ -20,6 +20,7 @@ __all__ = [
     "photon_distribution",
     "rhel_distribution",
     "sles_distribution",
+    "ubuntu_distribution",
 ]
 
 # claircore aws/releases.go: version → (name, the CPE os-release gives).
@@ -40,6 +41,20 @@ def debian_distribution(codename: str, major: int) -> Distribution:
         version_code_name=codename,
         version_id=str(major),
         pretty_name=f"Debian GNU/Linux {major} ({codename})",
+    )
+
+
+def ubuntu_distribution(version_id: str, codename: str) -> Distribution:
+    """claircore ubuntu/updaterset.go mkDist: "20.04 (Focal)", "Ubuntu 20.04"."""
+    # Go's strings.Title on the one-word codename: only the first letter is upper-cased.
+    title = codename[:1].upper() + codename[1:]
+    return Distribution(
+        did="ubuntu",
+        name="Ubuntu",
+        version=f"{version_id} ({title})",
+        version_code_name=codename,
+        version_id=version_id,
+        pretty_name=f"Ubuntu {version_id}",
     )
 
 

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from clair_common.distributions import debian_distribution, oracle_distribution, rhel_distribution
+from clair_common.distributions import (
+    debian_distribution,
+    oracle_distribution,
+    rhel_distribution,
+    ubuntu_distribution,
+)
 from clair_common.models import Distribution
 from clair_common.vulnerable.cpe import to_formatted_string
 from clair_indexer.scanners import (
@@ -27,7 +32,7 @@ from clair_indexer.scanners import (
     default_scanners,
     osrelease,
 )
-from clair_indexer.scanners.distributions import alpine_distribution, ubuntu_distribution
+from clair_indexer.scanners.distributions import alpine_distribution
 from tests.indexer.test_scanners_base import layer_from_dir, layer_of
 
 CC = "layers/claircore"

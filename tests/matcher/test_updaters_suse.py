@@ -23,17 +23,12 @@ import asyncpg
 import pytest
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.distributions import leap_distribution, sles_distribution
 from clair_common.models import ZERO_TIME, Vulnerability
 from clair_indexer.scanners.rpm_distributions import suse_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import FeedError, FetchResult
-from clair_matcher.updaters.suse import (
-    SuseFactory,
-    SuseUpdater,
-    leap_distribution,
-    normalize_severity,
-    sles_distribution,
-)
+from clair_matcher.updaters.suse import SuseFactory, SuseUpdater, normalize_severity
 from tests.fixtures.feeds import FeedServer
 
 SLES15 = "feeds/vunnel/tests/unit/providers/sles/test-fixtures/suse_truncated.xml"

@@ -23,19 +23,14 @@ import pytest
 from aiohttp import web
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.distributions import ubuntu_distribution
 from clair_common.models import ZERO_TIME, Vulnerability
 from clair_indexer.scanners import osrelease
-from clair_indexer.scanners.distributions import ubuntu_distribution as scanned_ubuntu
 from clair_indexer.scanners.distributions import ubuntu_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
 from clair_matcher.updaters.registry import build_factories
-from clair_matcher.updaters.ubuntu import (
-    UbuntuFactory,
-    UbuntuUpdater,
-    normalize_severity,
-    ubuntu_distribution,
-)
+from clair_matcher.updaters.ubuntu import UbuntuFactory, UbuntuUpdater, normalize_severity
 from tests.fixtures.feeds import FeedServer
 
 EXCERPT = "feeds/vulnerablecode/vulnerabilities/tests/test_data/ubuntu_oval_data.xml"
@@ -193,7 +188,7 @@ async def test_series_discovery_follows_negotiation_and_caches_the_list(
     kv = osrelease.parse((shared_data / BIONIC_OS_RELEASE).read_bytes())
     assert bionic.dist == ubuntu_from_os_release(kv) == ubuntu_distribution("18.04", "bionic")
     assert bionic.dist.version == "18.04 (Bionic)" and bionic.dist.pretty_name == "Ubuntu 18.04"
-    assert xenial.dist == scanned_ubuntu("16.04", "xenial")
+    assert xenial.dist == ubuntu_distribution("16.04", "xenial")
 
     # An unchanged series list (If-None-Match → 304) reuses the discovery: no new HEADs.
     again = await factory.updater_set(client)
@@ -407,7 +402,7 @@ async def test_dpkginfo_rules(canonical: CanonicalServer, client: aiohttp.Client
     assert (one.severity, one.normalized_severity) == ("", "High")
     assert one.issued == "2099-01-02T00:00:00Z"
     assert one.links == "https://example/CVE-2099-0001 https://bugs.example/1"
-    assert one.distribution == scanned_ubuntu("22.04", "jammy")
+    assert one.distribution == ubuntu_distribution("22.04", "jammy")
 
 
 # -- through the scheduler ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from clair_common.distributions import debian_distribution
+from clair_common.distributions import debian_distribution, ubuntu_distribution
 from clair_common.models import Distribution
 
 from . import osrelease
@@ -58,22 +58,6 @@ class DebianScanner(Scanner):
         kv = osrelease.load(layer, fallback=False)
         dist = debian_from_os_release(kv) if kv is not None else None
         return ScanResult(distributions=[dist] if dist else [])
-
-
-def _go_title(word: str) -> str:
-    """Go's strings.Title for the one-word codenames: upper-case the first letter only."""
-    return word[:1].upper() + word[1:]
-
-
-def ubuntu_distribution(version_id: str, codename: str) -> Distribution:
-    return Distribution(
-        did="ubuntu",
-        name="Ubuntu",
-        version=f"{version_id} ({_go_title(codename)})",
-        version_code_name=codename,
-        version_id=version_id,
-        pretty_name=f"Ubuntu {version_id}",
-    )
 
 
 _VERSION_CODENAME = re.compile(r"(?:\(|, )([A-Za-z]+)")

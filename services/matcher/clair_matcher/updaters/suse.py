@@ -5,8 +5,9 @@ The factory reads SUSE's OVAL directory index (HTML) and keeps the links to
 later: older Leap documents describe releases Clair no longer scans). Each becomes an updater
 named after its distribution's pretty name, `suse-updater-suse.linux.enterprise.server.15`,
 fetched with ovalutil's fingerprint and mapped through the shared rpminfo code; every record
-carries the distribution the SUSE distribution scanner reports for that release. As in Clair,
-records take no issued date and keep the advisory's severity word next to Clair's reading of it.
+carries the distribution the SUSE distribution scanner reports for that release (both build it
+with `clair_common.distributions`). As in Clair, records take no issued date and keep the
+advisory's severity word next to Clair's reading of it.
 
 `updaters.config.suse` takes `url` (the directory); each updater takes `url` and `compression`.
 """
@@ -23,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from clair_common.distributions import leap_distribution, sles_distribution
 from clair_common.models import ZERO_TIME, Distribution, Vulnerability
 from clair_matcher.updaters.base import (
     FeedError,
@@ -53,26 +55,6 @@ SEVERITIES = {
 
 def normalize_severity(severity: str) -> str:
     return SEVERITIES.get(severity, "Unknown")
-
-
-def sles_distribution(major: str) -> Distribution:
-    return Distribution(
-        did="sles",
-        name="SLES",
-        version=major,
-        version_id=major,
-        pretty_name=f"SUSE Linux Enterprise Server {major}",
-    )
-
-
-def leap_distribution(version: str) -> Distribution:
-    return Distribution(
-        did="opensuse-leap",
-        name="openSUSE Leap",
-        version=version,
-        version_id=version,
-        pretty_name=f"openSUSE Leap {version}",
-    )
 
 
 def document_distribution(filename: str) -> Distribution | None:

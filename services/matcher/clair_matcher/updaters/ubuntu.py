@@ -12,7 +12,7 @@ Each updater downloads its document under its ETag (the fingerprint), decompress
 parse thread when bzip2 is used, and maps dpkginfo definitions through `oval_dpkg`: name is
 the definition title, severity text stays empty, the normalized severity is the advisory's
 word when it is one of Clair's, and the distribution is the one the Ubuntu distribution
-scanner reports for that release.
+scanner reports for that release (`clair_common.distributions.ubuntu_distribution`).
 
 Configuration: `updaters.config.ubuntu` takes `url` (Launchpad API base), `name`
 (distribution name in that API), `force`, and, our addition for mirrors and tests,
@@ -35,7 +35,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from clair_common.models import Distribution, Vulnerability
+from clair_common.distributions import ubuntu_distribution
+from clair_common.models import Vulnerability
 from clair_matcher.updaters.base import (
     CHUNK,
     ConfigProblem,
@@ -63,18 +64,6 @@ SEVERITIES = frozenset({"Negligible", "Low", "Medium", "High", "Critical"})
 
 def normalize_severity(severity: str) -> str:
     return severity if severity in SEVERITIES else "Unknown"
-
-
-def ubuntu_distribution(version: str, codename: str) -> Distribution:
-    """claircore's mkDist; the Ubuntu distribution scanner reports the same."""
-    return Distribution(
-        did="ubuntu",
-        name="Ubuntu",
-        version=f"{version} ({codename[:1].upper()}{codename[1:]})",  # Go's strings.Title
-        version_code_name=codename,
-        version_id=version,
-        pretty_name=f"Ubuntu {version}",
-    )
 
 
 def document_name(codename: str) -> str:
