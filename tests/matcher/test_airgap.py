@@ -23,7 +23,7 @@ import zstandard
 
 from clair_common.models import Manifest
 from clair_matcher.airgap import AirgapError, Progress, import_updaters, open_source
-from tests.fixtures.combo import Combo, running_combo
+from tests.fixtures.combo import Combo, findings, running_combo
 from tests.fixtures.feeds import FeedServer, osv_zip
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.postgres import create_test_database, drop_test_database
@@ -61,22 +61,6 @@ async def clairctl(config: Mapping[str, Any], tmp: Path, *args: str) -> tuple[in
     _, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, err.decode()
-
-
-def findings(report: Mapping[str, Any]) -> dict[tuple[str, str], list[bytes]]:
-    """(package, version) → its vulnerabilities' JSON without the database row id."""
-    out: dict[tuple[str, str], list[bytes]] = {}
-    for pkg_id, vuln_ids in report["package_vulnerabilities"].items():
-        pkg = report["packages"][pkg_id]
-        vulns = [
-            orjson.dumps(
-                {k: v for k, v in report["vulnerabilities"][i].items() if k != "id"},
-                option=orjson.OPT_SORT_KEYS,
-            )
-            for i in vuln_ids
-        ]
-        out[(pkg["name"], pkg["version"])] = sorted(vulns)
-    return out
 
 
 async def reports(combo: Combo, manifests: list[Manifest]) -> list[dict[tuple[str, str], Any]]:

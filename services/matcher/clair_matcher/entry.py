@@ -12,6 +12,7 @@ from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
 from clair_common.http.routes import Operation
+from clair_common.remote import RemoteIndexer
 from clair_common.runtime import ServiceContext
 from clair_common.vulnerable import default_matchers
 from clair_matcher.app import build_operations
@@ -57,9 +58,12 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)
     scheduler = UpdateScheduler.from_config(ctx.config, pool, locks)
+    # In matcher mode the indexer is an HTTP client made for this service alone: ours to close
+    # (else its session leaks at shutdown). In combo mode it is the indexer service itself.
+    peer = [ctx.indexer] if isinstance(ctx.indexer, RemoteIndexer) else []
     return RunningMatcher(
         api=service,
         operations=build_operations(service, ctx.indexer, cache_age),
-        resources=[pool, locks, scheduler],  # closed in reverse: the scheduler first
+        resources=[*peer, pool, locks, scheduler],  # closed in reverse: the scheduler first
         scheduler=scheduler,
     )

@@ -1,0 +1,184 @@
+"""End to end, distributed: `clair serve --mode indexer` and `--mode matcher` as two processes.
+
+The matcher fetches index reports from the indexer over HTTP (`RemoteIndexer`), with both
+listeners checking PSK-signed tokens. Its vulnerability report for an image must equal the one
+combo mode gives on its own database, from the same feeds (database row ids aside).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from clair_common.http.auth import sign
+from clair_common.models import Manifest
+from tests.fixtures.combo import findings, running_combo
+from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.images import build_layer, files_from_dir
+from tests.fixtures.postgres import create_test_database, drop_test_database
+from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.server import ClairProcess, clair_server, wait_ready
+
+# A client issuer allowed through `auth.psk.iss`; the services sign to each other as
+# "clair-intraservice", which every PSK listener accepts anyway.
+ISSUER = "clair-e2e-client"
+UPDATER = "osv/pypi"
+UPDATE_TIMEOUT = 60.0
+
+
+class PSKAuth(httpx.Auth):
+    """Signs each request afresh: Clair's tokens are valid for a minute only."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + sign(self._key, ISSUER)
+        yield request
+
+
+def logs(*procs: ClairProcess) -> str:
+    return "".join(f"\n--- {p.log.stem} log ---\n{p.log_text()}" for p in procs)
+
+
+@pytest.fixture
+async def second_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    dsn = await create_test_database(pg_server_dsn)
+    try:
+        yield dsn
+    finally:
+        await drop_test_database(pg_server_dsn, dsn)
+
+
+@asynccontextmanager
+async def distributed(
+    workdir: Path, dsn: str, updaters: dict[str, Any], key: bytes
+) -> AsyncIterator[tuple[ClairProcess, ClairProcess]]:
+    """An indexer process and a matcher process pointed at it, both ready."""
+    # `updaters.config` is free-form and nested, so a file rather than environment overrides.
+    config = workdir / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "indexer": {"connstring": dsn, "migrations": True},
+                "matcher": {"connstring": dsn, "migrations": True},
+                "updaters": updaters,
+                "auth": {"psk": {"key": base64.b64encode(key).decode(), "iss": [ISSUER]}},
+            }
+        )
+    )
+    args = ("--config", str(config))
+    with clair_server(workdir, mode="indexer", args=args, name="indexer") as indexer:
+        env = {"CLAIR_MATCHER__INDEXER_ADDR": indexer.api}
+        with clair_server(workdir, mode="matcher", args=args, env=env, name="matcher") as matcher:
+            await asyncio.gather(
+                asyncio.to_thread(wait_ready, indexer), asyncio.to_thread(wait_ready, matcher)
+            )
+            yield indexer, matcher
+
+
+async def wait_for_update(client: httpx.AsyncClient, matcher: ClairProcess) -> None:
+    """Until the matcher's first updater run has recorded an operation for UPDATER."""
+    url = matcher.api + "/matcher/api/v1/internal/update_operation"
+    deadline = time.monotonic() + UPDATE_TIMEOUT
+    while time.monotonic() < deadline:
+        resp = await client.get(url)
+        assert resp.status_code == 200, resp.text + logs(matcher)
+        if resp.json().get(UPDATER):
+            return
+        # The scheduler logs a failed updater and retries only a period later: stop now.
+        assert f"updater {UPDATER} failed" not in matcher.log_text(), logs(matcher)
+        assert matcher.proc.poll() is None, logs(matcher)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {UPDATER} update operation after {UPDATE_TIMEOUT}s" + logs(matcher))
+
+
+async def combo_report(
+    dsn: str, cache: Path, updaters: dict[str, Any], manifest: Manifest
+) -> dict[str, Any]:
+    async with running_combo(dsn, cache, updaters=updaters) as combo:
+        run = await combo.run_updaters()
+        assert run.outcomes[UPDATER] == "updated", run.errors
+        await combo.index(manifest)
+        return await combo.vulnerability_report(manifest.hash)
+
+
+async def test_matcher_process_reports_as_combo_does(
+    pg_dsn: str,
+    second_dsn: str,
+    tmp_path: Path,
+    feed_server: FeedServer,
+    registry: LocalRegistry,
+    shared_data: Path,
+    pypa_osv: list[dict[str, Any]],
+) -> None:
+    feed_server.put("ecosystems.txt", b"PyPI\n")
+    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    updaters = {"sets": ["osv"], "config": {"osv": {"url": feed_server.url}}}
+    root = shared_data / "layers/pypi-wheels-dist-info"
+    manifest = await registry.push_image("pypi-distributed", [build_layer(files_from_dir(root))])
+    key = secrets.token_bytes(32)
+
+    async def from_processes() -> dict[str, Any]:
+        async with (
+            distributed(tmp_path, pg_dsn, updaters, key) as (indexer, matcher),
+            httpx.AsyncClient(auth=PSKAuth(key), timeout=60) as client,
+        ):
+            report_url = f"{matcher.api}/matcher/api/v1/vulnerability_report/{manifest.hash}"
+            # PSK auth is on: an unsigned request is refused, so the matcher's own calls to the
+            # indexer below succeed only because RemoteIndexer signs them.
+            unsigned = await client.get(report_url, auth=None)
+            assert unsigned.status_code == 401, unsigned.text + logs(indexer, matcher)
+
+            await wait_for_update(client, matcher)
+            resp = await client.post(
+                indexer.api + "/indexer/api/v1/index_report", json=manifest.to_json()
+            )
+            assert resp.status_code == 201, resp.text + logs(indexer, matcher)
+            assert resp.json()["state"] == "IndexFinished", resp.text
+
+            resp = await client.get(report_url)
+            assert resp.status_code == 200, resp.text + logs(indexer, matcher)
+            etag = resp.headers.get("etag")
+            assert etag, resp.headers
+            again = await client.get(report_url, headers={"If-None-Match": etag})
+            assert again.status_code == 304, again.text + logs(indexer, matcher)
+            assert again.headers.get("etag") == etag
+
+            unknown = "sha256:" + "0" * 64
+            missing = await client.get(
+                f"{matcher.api}/matcher/api/v1/vulnerability_report/{unknown}"
+            )
+            assert missing.status_code == 404, missing.text + logs(indexer, matcher)
+            assert missing.json() == {
+                "code": "not-found",
+                "message": f'index report for manifest "{unknown}" not found',
+            }
+            report: dict[str, Any] = resp.json()
+        # Stopped by now (SIGTERM): a clean shutdown releases every connection it opened.
+        for proc in (indexer, matcher):
+            assert proc.proc.returncode == 0, logs(proc)
+            assert "Unclosed" not in proc.log_text(), logs(proc)
+        return report
+
+    # Independent deployments on separate databases: run them side by side.
+    got, want = await asyncio.gather(
+        from_processes(), combo_report(second_dsn, tmp_path / "combo-cache", updaters, manifest)
+    )
+    assert got["manifest_hash"] == want["manifest_hash"] == manifest.hash
+    distributed_findings = findings(got)
+    assert any(distributed_findings.values()), "no vulnerabilities found"
+    assert distributed_findings == findings(want)
+    assert {(p["name"], p["version"]) for p in got["packages"].values()} == {
+        (p["name"], p["version"]) for p in want["packages"].values()
+    }
