@@ -43,7 +43,9 @@ async def second_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
         await drop_test_database(pg_server_dsn, dsn)
 
 
-async def clairctl(config: Mapping[str, Any], tmp: Path, *args: str) -> tuple[int, str]:
+async def clairctl(
+    config: Mapping[str, Any], tmp: Path, *args: str, stdin: bytes | None = None
+) -> tuple[int, str]:
     """Runs the installed clairctl (entry-point dispatch included); returns (status, stderr)."""
     path = tmp / f"config-{next(_CONFIG_NAMES)}.yaml"
     path.write_text(yaml.safe_dump(dict(config)))
@@ -55,10 +57,11 @@ async def clairctl(config: Mapping[str, Any], tmp: Path, *args: str) -> tuple[in
         str(path),
         *args,
         env=clair_env({}),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await proc.communicate()
+    _, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, err.decode()
 
@@ -234,3 +237,54 @@ async def test_go_written_file_imports_and_bad_lines_roll_back_their_group(
     with pytest.raises(AirgapError, match="line 2: invalid JSON"):
         await import_updaters(matcher_pool, io.BytesIO(broken))
     assert await matcher_pool.fetchval("SELECT count(*) FROM update_operation") == 1
+
+
+async def test_import_from_a_url_and_from_stdin(
+    pg_dsn: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    ref_a, ref_b = "1f1c1b6e-8a52-4c3e-9d0e-0a4c3b2d1e0f", "2b7f1a9c-2d3e-4f50-8a6b-7c8d9e0f1a2b"
+    config = {"matcher": {"connstring": pg_dsn, "migrations": True}}
+    served = _go_line(ref_a, '"etag-url"', _go_vuln("CVE-2019-14697"))
+    feed_server.put("mirror/updates.jsonl.zst", zstandard.ZstdCompressor().compress(served))
+    url = f"{feed_server.url}/mirror/updates.jsonl.zst"
+    status, err = await clairctl(config, tmp_path, "import-updaters", url)
+    assert status == 0, err
+    assert await operation_count(pg_dsn) == 1
+
+    piped = gzip.compress(_go_line(ref_b, '"etag-stdin"', _go_vuln("CVE-2020-28928")))
+    status, err = await clairctl(config, tmp_path, "import-updaters", "-", stdin=piped)
+    assert status == 0, err
+    assert await operation_count(pg_dsn) == 2
+
+    feed_server.status_overrides["mirror/missing.jsonl"] = 404
+    status, err = await clairctl(
+        config, tmp_path, "import-updaters", f"{feed_server.url}/mirror/missing.jsonl"
+    )
+    assert status != 0
+    assert f"{feed_server.url}/mirror/missing.jsonl: HTTP 404" in err, err
+    assert await operation_count(pg_dsn) == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_a_live_line_only_on_a_terminal() -> None:
+    screen = _Terminal()
+    progress = Progress("imported", screen)
+    progress.bytes_read = 3_500_000
+    progress.add(1500)
+    progress.note("osv/pypi (vulnerability): imported 1,500 records")
+    progress.finish()
+    text = screen.getvalue()
+    assert "\r\x1b[Kimported 1,500 records (" in text
+    assert "3.5 MB read" in text
+    assert "\r\x1b[Kosv/pypi (vulnerability): imported 1,500 records\n" in text
+    assert text.endswith("\n")
+
+    pipe = io.StringIO()  # not a terminal: nothing drawn
+    quiet = Progress("imported", pipe)
+    quiet.add(10)
+    quiet.finish()
+    assert pipe.getvalue() == ""

@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
@@ -254,7 +255,13 @@ def open_source(
     if source == "-":
         raw: IO[bytes] = sys.stdin.buffer
     elif source.startswith(("http://", "https://")):
-        raw = urllib.request.urlopen(source, timeout=300)
+        try:
+            raw = urllib.request.urlopen(source, timeout=300)
+        except urllib.error.HTTPError as exc:
+            raise AirgapError(f"{source}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise AirgapError(f"{source}: {reason}") from None
     else:
         try:
             raw = open(source, "rb")  # noqa: SIM115 - closed by the caller
