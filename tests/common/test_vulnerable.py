@@ -304,7 +304,7 @@ def test_distribution_filters(name: str, dist: Distribution | None, want: bool) 
 
 def test_default_matchers_names_and_config() -> None:
     assert [m.name for m in default_matchers()] == list(MATCHER_NAMES)
-    assert len(MATCHER_NAMES) == 9
+    assert len(MATCHER_NAMES) == 10
     chosen = default_matchers(["ubuntu-matcher", "gobin", "nonsense", "rhel"])
     assert [m.name for m in chosen] == ["ubuntu-matcher", "rhel"]
     assert default_matchers([]) == []

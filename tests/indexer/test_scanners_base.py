@@ -58,6 +58,8 @@ def test_default_scanner_names_kinds_and_ecosystems() -> None:
         ("photon", "distribution", "rpm"),
         ("rpm", "package", "rpm"),
         ("rhel-repository-scanner", "repository", "rhel"),
+        ("rhel_containerscanner", "package", "rhcc"),
+        ("rhel_package_container_detector", "package", "rhcc"),
         ("python", "package", "python"),
     }
     assert all(s.version for s in default_scanners())

@@ -1,9 +1,9 @@
 """One object per Clair matcher: which records it wants, its query constraints, its rule.
 
 Each rule reproduces the claircore matcher named in clair-api.md 6.3 (debian/, ubuntu/,
-alpine/, aws/, oracle/, photon/, suse/, rhel/, python/ matcher.go). ``vulnerable`` raises
-:class:`MatchError` exactly where claircore's ``Vulnerable`` returns an error; Clair then fails
-the whole vulnerability report, so callers should too.
+alpine/, aws/, oracle/, photon/, suse/, rhel/, rhel/rhcc/, python/ matcher.go).
+``vulnerable`` raises :class:`MatchError` exactly where claircore's ``Vulnerable`` returns an
+error; Clair then fails the whole vulnerability report, so callers should too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from clair_common.models import Vulnerability
 from clair_common.versions import apk, dpkg
-from clair_common.vulnerable import cpe, osv
+from clair_common.vulnerable import cpe, osv, rhcc
 from clair_common.vulnerable.records import (
     RULE_COLUMNS,
     Constraint,
@@ -244,6 +244,20 @@ class RhelMatcher(Matcher):
         return affected and arch_matches(vuln.arch_op, record.package.arch, vuln_arch)
 
 
+class RhccMatcher(Matcher):
+    """Red Hat container images (`rhcc`): the image's tag against the fixed tag."""
+
+    name = "rhel-container-matcher"
+    constraints = (Constraint.REPOSITORY_KEY,)
+    rule_columns = ("package_version", "fixed_in_version")
+
+    def filter(self, record: IndexRecord) -> bool:
+        return record.repository is not None and record.repository.key == rhcc.REPOSITORY_KEY
+
+    def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
+        return rhcc.rhcc_vulnerable(record, vuln)
+
+
 def _key(bound: tuple[int, ...] | ValueError) -> tuple[int, ...]:
     if isinstance(bound, ValueError):
         raise MatchError(str(bound))
@@ -287,6 +301,7 @@ _FACTORIES: dict[str, type[Matcher]] = {
         OracleMatcher,
         PhotonMatcher,
         PythonMatcher,
+        RhccMatcher,
         RhelMatcher,
         SuseMatcher,
         UbuntuMatcher,
@@ -295,7 +310,7 @@ _FACTORIES: dict[str, type[Matcher]] = {
 MATCHER_NAMES: tuple[str, ...] = tuple(sorted(_FACTORIES))
 # Clair matchers outside our support matrix (clair-api.md "Our decisions"): accepted in
 # `matchers.names`, but they match nothing.
-UNSUPPORTED_MATCHERS = frozenset({"gobin", "java-maven", "ruby-gem", "rhel-container-matcher"})
+UNSUPPORTED_MATCHERS = frozenset({"gobin", "java-maven", "ruby-gem"})
 
 
 def default_matchers(

@@ -32,6 +32,9 @@ LANGUAGE_ECOSYSTEMS = frozenset({"python"})
 # Ecosystems whose packages carry the image's Red Hat CPE repositories.
 RHEL_CPE_ECOSYSTEMS = frozenset({"rhel", "rpm"})
 RHEL_REPOSITORY_KEY = "rhel-cpe-repository"
+# The image's own build labels (claircore's rhcc coalescer): found in a Red Hat image, but
+# describing the image, not a package of its distribution.
+DISTRIBUTIONLESS_ECOSYSTEMS = frozenset({"rhcc"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,11 @@ def coalesce(
                 continue
             for pkg in (p for p in per_layer[i] if p.package_db == db):
                 introduced = _introduced_in(per_layer, db, pkg, i)
-                dist = dist_at[introduced] or newest_dist
+                dist = (
+                    None
+                    if eco in DISTRIBUTIONLESS_ECOSYSTEMS
+                    else dist_at[introduced] or newest_dist
+                )
                 shared = cpe_repos[introduced] if eco in RHEL_CPE_ECOSYSTEMS else []
                 _add(report, index_rows, layers[introduced].digest, pkg, dist, arts[i], shared)
     return report, index_rows

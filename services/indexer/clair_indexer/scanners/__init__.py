@@ -13,6 +13,7 @@ from .base import LayerFiles, Scanner, ScanResult, detector
 from .distributions import AlpineScanner, DebianScanner, UbuntuScanner
 from .dpkg import DistrolessScanner, DpkgScanner
 from .python import PythonScanner
+from .rhcc import RhccLabelsScanner, RhccScanner
 from .rhel_repositories import RhelRepositoryScanner
 from .rpm import RpmScanner
 from .rpm_distributions import (
@@ -34,6 +35,8 @@ __all__ = [
     "OracleScanner",
     "PhotonScanner",
     "PythonScanner",
+    "RhccLabelsScanner",
+    "RhccScanner",
     "RhelRepositoryScanner",
     "RhelScanner",
     "RpmScanner",
@@ -84,6 +87,9 @@ def default_scanners(config: ScannerConfig | None = None, *, airgap: bool = Fals
         SuseScanner(),
         PhotonScanner(),
         *rpm_package_scanners(),
+        # rhcc (Red Hat container images as packages, for the rhcc matcher)
+        RhccScanner(),
+        RhccLabelsScanner(),
         # python
         PythonScanner(),
     ]

@@ -13,8 +13,10 @@ Parse (one record per vulnerability and product status, `rhel_vex_records.py` ru
 `fixed` products give a binary package with fixed_in_version `epoch:version` of the purl,
 `known_affected` products the source package without a fix; both carry the repository
 `{name: <CPE>, key: rhel-cpe-repository, cpe}` the product tree names, and a module from the
-relationships or the purl's `rpmmod`. Documents marked deleted (and documents without records)
-replace their earlier records with nothing (ingest.DeltaRecords).
+relationships or the purl's `rpmmod`. Container (`pkg:oci`) products give records of the
+image's repository path in the Red Hat Container Catalog repository, fixed at the purl's
+`tag`, for the rhcc matcher (`rhel_vex_rhcc.py`). Documents marked deleted (and documents
+without records) replace their earlier records with nothing (ingest.DeltaRecords).
 """
 
 from __future__ import annotations

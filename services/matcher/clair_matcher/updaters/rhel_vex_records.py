@@ -13,7 +13,10 @@ Per vulnerability of a document, for each product id of a status:
 - severity is the product's CVSS vector (v4, else v3, else v2), normalized from the product's
   `impact` threat; an entry with a zero base score and no threat is skipped;
 - kernel packages are skipped except the runtime ones images can ship, and all of them with
-  `ignore_kernel_packages`; container (`oci`) products feed the rhcc matcher, not built here.
+  `ignore_kernel_packages`;
+- container (`oci`) products become records of the Red Hat Container Catalog repository for the
+  rhcc matcher, named and fixed as `rhel_vex_rhcc.py` says; otherwise as rpms (arch pattern,
+  statuses, severity).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from clair_common.models import ZERO_TIME, Package, Repository, Vulnerability, format_time
 from clair_common.vulnerable import cpe
-from clair_matcher.updaters import severity
+from clair_matcher.updaters import rhel_vex_rhcc, severity
 from clair_matcher.updaters.csaf import CsafError, Document, PackageURL, escape_cpe_uri, parse_purl
 from clair_matcher.updaters.csaf import Vulnerability as CsafVulnerability
 
@@ -173,7 +176,9 @@ class RecordMaker:
         return self.ignore_kernel_packages or name not in RUNTIME_KERNEL_PACKAGES
 
     def _wanted(self, purl: PackageURL) -> bool:
-        # Only Red Hat rpms; container products belong to the rhcc matcher.
+        # Red Hat rpms, and container images for the rhcc matcher.
+        if purl.type == rhel_vex_rhcc.OCI:
+            return rhel_vex_rhcc.is_container(purl)
         return (
             purl.type == "rpm" and purl.namespace == "redhat" and not self._skip_kernel(purl.name)
         )
@@ -223,7 +228,16 @@ class RecordMaker:
             if not self._wanted(purl) or arch == "src":
                 continue
             module = purl.qualifiers.get("rpmmod", module)
+            name, fixed_in = purl.name, f"{purl.qualifiers.get('epoch', '0')}:{purl.version}"
             key = (repository.name, module, purl.without("arch"))
+            if purl.type == rhel_vex_rhcc.OCI:
+                image, tag = rhel_vex_rhcc.image_name(purl), rhel_vex_rhcc.fixed_tag(purl)
+                if image is None or tag is None:
+                    continue
+                # Per-arch images differ in digest (the purl version): key on name and tag.
+                name, fixed_in = image, tag
+                key = (repository.name, module, f"oci/{image}@{tag}")
+                repository = rhel_vex_rhcc.repository()
             known = found.get(key)
             if known is not None:
                 if arch and arch not in known.arches:
@@ -243,9 +257,9 @@ class RecordMaker:
                 links=links,
                 severity=severities[0],
                 normalized_severity=severities[1],
-                package=Package(name=purl.name, kind="binary", module=module),
+                package=Package(name=name, kind="binary", module=module),
                 repository=repository,
-                fixed_in_version=f"{purl.qualifiers.get('epoch', '0')}:{purl.version}",
+                fixed_in_version=fixed_in,
             )
             found[key] = _Fixed(record, [arch] if arch else [])
         for entry in found.values():
@@ -272,6 +286,10 @@ class RecordMaker:
                 if not self._wanted(purl):
                     continue
                 name = purl.name
+                if purl.type == rhel_vex_rhcc.OCI:
+                    # claircore keeps the product id when the purl names no image.
+                    name = rhel_vex_rhcc.image_name(purl) or resolved[0]
+                    repository = rhel_vex_rhcc.repository()
                 module = purl.qualifiers.get("rpmmod", module)
             severities = self._severity(vuln, product_id)
             if severities is None:
