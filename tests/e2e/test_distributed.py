@@ -8,47 +8,23 @@ combo mode gives on its own database, from the same feeds (database row ids asid
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
-import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from clair_common.http.auth import sign
 from clair_common.models import Manifest
 from tests.fixtures.combo import findings, running_combo
+from tests.fixtures.distributed import UPDATER, PSKAuth, logs, wait_for_update, write_config
 from tests.fixtures.feeds import FeedServer, osv_zip
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.registry import LocalRegistry
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
-
-# A client issuer allowed through `auth.psk.iss`; the services sign to each other as
-# "clair-intraservice", which every PSK listener accepts anyway.
-ISSUER = "clair-e2e-client"
-UPDATER = "osv/pypi"
-UPDATE_TIMEOUT = 60.0
-
-
-class PSKAuth(httpx.Auth):
-    """Signs each request afresh: Clair's tokens are valid for a minute only."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer " + sign(self._key, ISSUER)
-        yield request
-
-
-def logs(*procs: ClairProcess) -> str:
-    return "".join(f"\n--- {p.log.stem} log ---\n{p.log_text()}" for p in procs)
 
 
 @pytest.fixture
@@ -65,19 +41,7 @@ async def distributed(
     workdir: Path, dsn: str, updaters: dict[str, Any], key: bytes
 ) -> AsyncIterator[tuple[ClairProcess, ClairProcess]]:
     """An indexer process and a matcher process pointed at it, both ready."""
-    # `updaters.config` is free-form and nested, so a file rather than environment overrides.
-    config = workdir / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "indexer": {"connstring": dsn, "migrations": True},
-                "matcher": {"connstring": dsn, "migrations": True},
-                "updaters": updaters,
-                "auth": {"psk": {"key": base64.b64encode(key).decode(), "iss": [ISSUER]}},
-            }
-        )
-    )
-    args = ("--config", str(config))
+    args = write_config(workdir, dsn, updaters, key)
     with clair_server(workdir, mode="indexer", args=args, name="indexer") as indexer:
         env = {"CLAIR_MATCHER__INDEXER_ADDR": indexer.api}
         with clair_server(workdir, mode="matcher", args=args, env=env, name="matcher") as matcher:
@@ -85,22 +49,6 @@ async def distributed(
                 asyncio.to_thread(wait_ready, indexer), asyncio.to_thread(wait_ready, matcher)
             )
             yield indexer, matcher
-
-
-async def wait_for_update(client: httpx.AsyncClient, matcher: ClairProcess) -> None:
-    """Until the matcher's first updater run has recorded an operation for UPDATER."""
-    url = matcher.api + "/matcher/api/v1/internal/update_operation"
-    deadline = time.monotonic() + UPDATE_TIMEOUT
-    while time.monotonic() < deadline:
-        resp = await client.get(url)
-        assert resp.status_code == 200, resp.text + logs(matcher)
-        if resp.json().get(UPDATER):
-            return
-        # The scheduler logs a failed updater and retries only a period later: stop now.
-        assert f"updater {UPDATER} failed" not in matcher.log_text(), logs(matcher)
-        assert matcher.proc.poll() is None, logs(matcher)
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no {UPDATER} update operation after {UPDATE_TIMEOUT}s" + logs(matcher))
 
 
 async def combo_report(

@@ -185,6 +185,10 @@ async def test_vulnerability_report_statuses_headers_and_etag(
     assert cached.status_code == 304 and cached.content == b""
     assert cached.headers["etag"] == etag
     assert cached.headers["cache-control"] == "max-age=5400"
+    # Weak comparison: a proxy that weakened the tag, or a list of tags, still validates.
+    for header in (f"W/{etag}", f'"other", {etag}'):
+        weak = await client.get(report_url(setup.alpine.hash), headers={"If-None-Match": header})
+        assert weak.status_code == 304, header
     stale = await client.get(
         report_url(setup.alpine.hash), headers={"If-None-Match": '"something-else"'}
     )

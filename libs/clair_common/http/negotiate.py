@@ -22,8 +22,12 @@ def negotiate(request: Request, vendor_type: str) -> str:
 
 
 def if_none_match(request: Request, etag: str) -> bool:
-    """Whether any If-None-Match value equals the given quoted ETag."""
+    """Whether If-None-Match names the given quoted ETag.
+
+    The comparison is weak (RFC 9110 13.1.2): a proxy that weakened our tag (`W/"..."`) still
+    gets its 304.
+    """
     header = request.headers.get("if-none-match")
     if not header:
         return False
-    return any(v.strip() == etag for v in header.split(","))
+    return any(v.strip().removeprefix("W/") == etag for v in header.split(","))
