@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.combo import Combo, running_combo
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
 
@@ -35,8 +35,7 @@ async def combo(
     pypa_osv: list[dict[str, Any]],
     alpine_secdb: dict[str, bytes],
 ) -> AsyncIterator[Combo]:
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    feed_server.put_pypi_osv(pypa_osv)
     feed_server.put_many(alpine_secdb.items())
     updaters = {
         "sets": ["osv", "alpine"],

@@ -15,25 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from clair_common.models import Manifest
 from tests.fixtures.combo import findings, running_combo
 from tests.fixtures.distributed import UPDATER, PSKAuth, logs, wait_for_update, write_config
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
-from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.registry import LocalRegistry
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
-
-
-@pytest.fixture
-async def second_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
-    dsn = await create_test_database(pg_server_dsn)
-    try:
-        yield dsn
-    finally:
-        await drop_test_database(pg_server_dsn, dsn)
 
 
 @asynccontextmanager
@@ -70,8 +59,7 @@ async def test_matcher_process_reports_as_combo_does(
     shared_data: Path,
     pypa_osv: list[dict[str, Any]],
 ) -> None:
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    feed_server.put_pypi_osv(pypa_osv)
     updaters = {"sets": ["osv"], "config": {"osv": {"url": feed_server.url}}}
     root = shared_data / "layers/pypi-wheels-dist-info"
     manifest = await registry.push_image("pypi-distributed", [build_layer(files_from_dir(root))])

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.fixtures.combo import Combo, running_combo
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
 
@@ -90,8 +90,7 @@ async def test_report_carries_the_cvss_of_named_cves(
     document = (shared_data / NVD / "feed.json").read_bytes()
     feed_server.put("nvd/nvdcve-2.0-2016.meta", (shared_data / NVD / "feed.meta").read_bytes())
     feed_server.put("nvd/nvdcve-2.0-2016.json.gz", gzip.compress(document))
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(ADVISORIES))
+    feed_server.put_pypi_osv(ADVISORIES)
     run = await combo.run_updaters()
     assert run.outcomes == {"osv/pypi": "updated", "clair.cvss": "updated"}, run.errors
     ops = await combo.client.get("/matcher/api/v1/internal/update_operation?kind=enrichment")

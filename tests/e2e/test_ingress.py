@@ -27,7 +27,7 @@ from clair_common.http.auth import sign
 from clair_common.models import Layer, Manifest
 from tests.fixtures.combo import findings
 from tests.fixtures.distributed import ISSUER, PSKAuth, logs, wait_for_update, write_config
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir, sha256_digest
 from tests.fixtures.nginx import NOT_FOUND, RENDER, nginx_binary, nginx_ingress, render_config
 from tests.fixtures.server import ClairProcess, clair_server, free_port, wait_ready
@@ -82,8 +82,7 @@ async def test_ingress_routes_to_replicas(
     shared_data: Path,
     pypa_osv: list[dict[str, Any]],
 ) -> None:
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    feed_server.put_pypi_osv(pypa_osv)
     updaters = {"sets": ["osv"], "config": {"osv": {"url": feed_server.url}}}
     layer = build_layer(files_from_dir(shared_data / "layers/pypi-wheels-dist-info"))
     digest = sha256_digest(layer)

@@ -14,7 +14,7 @@ import pytest
 from packaging.version import Version
 
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
 
@@ -65,8 +65,7 @@ async def test_pypi_wheels_against_the_pypa_database(
     shared_data: Path,
     pypa_osv: list[dict[str, Any]],
 ) -> None:
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    feed_server.put_pypi_osv(pypa_osv)
     report = await combo.run_updaters()
     assert report.outcomes["osv/pypi"] == "updated", report.errors
 

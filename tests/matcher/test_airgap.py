@@ -11,7 +11,7 @@ import gzip
 import io
 import itertools
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,13 @@ import zstandard
 from clair_common.models import Manifest
 from clair_matcher.airgap import AirgapError, Progress, import_updaters, open_source
 from tests.fixtures.combo import Combo, findings, running_combo
-from tests.fixtures.feeds import FeedServer, osv_zip
+from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
-from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.registry import LocalRegistry
 from tests.fixtures.server import clair_env
 
 _CONFIG_NAMES = itertools.count()
 GO_FIELD_ORDER = ["Updater", "Fingerprint", "Date", "Ref", "Vuln", "Kind"]
-
-
-@pytest.fixture
-async def second_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
-    dsn = await create_test_database(pg_server_dsn)
-    try:
-        yield dsn
-    finally:
-        await drop_test_database(pg_server_dsn, dsn)
 
 
 async def clairctl(
@@ -93,8 +83,7 @@ async def test_export_then_import_gives_the_same_reports(
     pypa_osv: list[dict[str, Any]],
 ) -> None:
     feed_server.put_many(alpine_secdb.items())
-    feed_server.put("ecosystems.txt", b"PyPI\n")
-    feed_server.put("PyPI/all.zip", osv_zip(pypa_osv))
+    feed_server.put_pypi_osv(pypa_osv)
     updaters = {
         "sets": ["osv", "alpine"],
         "config": {"osv": {"url": feed_server.url}, "alpine": {"url": feed_server.url}},
