@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv run test test-fast lint typecheck format bench system-deps clean
+.PHONY: all venv run up test test-fast lint typecheck format bench system-deps clean
 
 all: test
 
@@ -21,6 +21,10 @@ run: $(STAMP)
 	CLAIR_HTTP_LISTEN_ADDR=$${CLAIR_HTTP_LISTEN_ADDR:-127.0.0.1:6060} \
 	CLAIR_INTROSPECTION_ADDR=$${CLAIR_INTROSPECTION_ADDR:-127.0.0.1:8089} \
 	$(BIN)/clair serve --mode combo --embedded-db .clair $(if $(CONFIG),--config $(CONFIG))
+
+## Distributed on this machine: embedded PostgreSQL, 2 indexers and a matcher behind NGINX on :6060.
+up: $(STAMP) system-deps
+	$(BIN)/python -m clair_common.devtools.up --data .clair-up $(if $(CONFIG),--config $(CONFIG))
 
 ## System tools the tests need (PostgreSQL server, dpkg, ...); installed when running as root with apt.
 system-deps:
