@@ -396,8 +396,10 @@ class AffectedManifests:
         }
 
 
+# Go's zero uuid.UUID: what Clair writes for "no such operation".
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
 _ZERO_UPDATE_OPERATION = {
-    "ref": "00000000-0000-0000-0000-000000000000",
+    "ref": NIL_UUID,
     "updater": "",
     "fingerprint": "",
     "date": ZERO_TIME,
@@ -421,4 +423,90 @@ class UpdateDiff:
             "cur": self.cur.to_json(),
             "added": [v.to_json() for v in self.added] or None,
             "removed": [v.to_json() for v in self.removed] or None,
+        }
+
+
+@dataclass(slots=True)
+class VulnerabilitySummary:
+    """What a notification says about its vulnerability (Clair's VulnSummary).
+
+    Clair's real output, not its OpenAPI example: the normalized severity goes under
+    `severity` and the repository under `repo` (clair-api.md 1.6).
+    """
+
+    name: str = ""
+    description: str = ""
+    package: Package | None = None
+    distribution: Distribution | None = None
+    repository: Repository | None = None
+    normalized_severity: str = "Unknown"
+    fixed_in_version: str = ""
+    links: str = ""
+
+    @classmethod
+    def of(cls, vuln: Vulnerability) -> VulnerabilitySummary:
+        return cls(
+            name=vuln.name,
+            description=vuln.description,
+            package=vuln.package,
+            distribution=vuln.distribution,
+            repository=vuln.repository,
+            normalized_severity=vuln.normalized_severity,
+            fixed_in_version=vuln.fixed_in_version,
+            links=vuln.links,
+        )
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> VulnerabilitySummary:
+        pkg, dist, repo = doc.get("package"), doc.get("distribution"), doc.get("repo")
+        return cls(
+            name=doc.get("name", ""),
+            description=doc.get("description", ""),
+            package=Package.from_json(pkg) if isinstance(pkg, dict) else None,
+            distribution=Distribution.from_json(dist) if isinstance(dist, dict) else None,
+            repository=Repository.from_json(repo) if isinstance(repo, dict) else None,
+            normalized_severity=doc.get("severity") or "Unknown",
+            fixed_in_version=doc.get("fixed_in_version", ""),
+            links=doc.get("links", ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.package is not None:
+            out["package"] = self.package.to_json()
+        if self.distribution is not None:
+            out["distribution"] = self.distribution.to_json()
+        if self.repository is not None:
+            out["repo"] = self.repository.to_json()
+        out["severity"] = self.normalized_severity
+        out["fixed_in_version"] = self.fixed_in_version
+        out["links"] = self.links
+        return out
+
+
+@dataclass(slots=True)
+class Notification:
+    """One manifest newly affected ("added") or no longer affected ("removed")."""
+
+    id: str
+    manifest: str
+    reason: str
+    vulnerability: VulnerabilitySummary
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Notification:
+        vuln = doc.get("vulnerability")
+        return cls(
+            id=str(doc.get("id", "")),
+            manifest=doc.get("manifest", ""),
+            reason=doc.get("reason", ""),
+            vulnerability=VulnerabilitySummary.from_json(vuln if isinstance(vuln, dict) else {}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "manifest": self.manifest,
+            "reason": self.reason,
+            "vulnerability": self.vulnerability.to_json(),
         }

@@ -10,6 +10,7 @@ import orjson
 
 from clair_common.http.auth import INTRASERVICE_ISSUER, sign
 from clair_common.models import (
+    NIL_UUID,
     AffectedManifests,
     IndexReport,
     Manifest,
@@ -156,7 +157,8 @@ class RemoteMatcher(_Client):
         prev_doc = doc.get("prev") or {}
         return UpdateDiff(
             cur=_update_operation(doc["cur"]),
-            prev=_update_operation(prev_doc) if prev_doc.get("ref") else None,
+            # Clair sends a zero-valued operation (nil uuid ref) when there is no previous one.
+            prev=_update_operation(prev_doc) if prev_doc.get("ref", NIL_UUID) != NIL_UUID else None,
             added=[Vulnerability.from_json(v) for v in doc.get("added") or []],
             removed=[Vulnerability.from_json(v) for v in doc.get("removed") or []],
         )

@@ -21,6 +21,7 @@ from clair_common.config import (
     merged_document,
     resolve_connstring,
     service_view,
+    validate_document,
     validate_for_mode,
 )
 
@@ -347,6 +348,12 @@ def test_validate_for_mode() -> None:
     with pytest.raises(ConfigError) as info:
         validate_for_mode(cfg, "notifier", "c.yaml")
     assert len(info.value.problems) == 3
+    amqp = {"exchange": {"name": "", "type": "direct"}, "uris": ["amqp://127.0.0.1:5672/"]}
+    amqp |= {"routing_key": "k", "callback": "http://clair/notifier/api/v1/notification/"}
+    queued = validate_document({"notifier": {"amqp": amqp}}, "c.yaml")
+    for mode in ("combo", "notifier"):
+        with pytest.raises(ConfigError, match=r"c.yaml: notifier.amqp: not supported yet"):
+            validate_for_mode(queued, mode, "c.yaml")
 
 
 def test_resolve_connstring() -> None:

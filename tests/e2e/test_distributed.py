@@ -2,12 +2,14 @@
 
 The matcher fetches index reports from the indexer over HTTP (`RemoteIndexer`), with both
 listeners checking PSK-signed tokens. Its vulnerability report for an image must equal the one
-combo mode gives on its own database, from the same feeds (database row ids aside).
+combo mode gives on its own database, from the same feeds (database row ids aside). A notifier
+service wired as in notifier mode (`RemoteMatcher`, `RemoteIndexer`) notifies that image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +18,20 @@ from typing import Any
 
 import httpx
 
+from clair_common.config import validate_document
 from clair_common.models import Manifest
+from clair_common.remote import RemoteIndexer, RemoteMatcher
+from clair_common.runtime import ServiceContext
+from clair_notifier.entry import start as start_notifier
 from tests.fixtures.combo import findings, running_combo
-from tests.fixtures.distributed import UPDATER, PSKAuth, logs, wait_for_update, write_config
+from tests.fixtures.distributed import (
+    ISSUER,
+    UPDATER,
+    PSKAuth,
+    logs,
+    wait_for_update,
+    write_config,
+)
 from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
@@ -38,6 +51,32 @@ async def distributed(
                 asyncio.to_thread(wait_ready, indexer), asyncio.to_thread(wait_ready, matcher)
             )
             yield indexer, matcher
+
+
+async def notify_remotely(
+    dsn: str, key: bytes, indexer: ClairProcess, matcher: ClairProcess
+) -> list[dict[str, Any]]:
+    """A notifier service whose peers are the processes, over PSK-signed HTTP (as in notifier
+    mode): one poll, and the notifications of the set it stored."""
+    psk = {"key": base64.b64encode(key).decode(), "iss": [ISSUER]}
+    hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
+    config = validate_document({"auth": {"psk": psk}, "notifier": {"webhook": hook}}, "test")
+    ctx = ServiceContext(
+        config=config,
+        dsn=dsn,
+        migrations=True,
+        indexer=RemoteIndexer(indexer.api, key),
+        matcher=RemoteMatcher(matcher.api, key),
+    )
+    notifier = await start_notifier(ctx)
+    try:
+        poll = await notifier.poller.run_once()
+        assert list(poll.outcomes.values()) == ["notified"], poll.errors
+        (set_id,) = await notifier.api.store.pending()
+        page = await notifier.api.page(set_id)
+        return list(page["notifications"])
+    finally:
+        await notifier.close()
 
 
 async def combo_report(
@@ -101,6 +140,10 @@ async def test_matcher_process_reports_as_combo_does(
                 "message": f'index report for manifest "{unknown}" not found',
             }
             report: dict[str, Any] = resp.json()
+            # First update operation of the feed: everything it holds is "added", and the
+            # indexed image is affected.
+            notes = await notify_remotely(pg_dsn, key, indexer, matcher)
+            assert {(n["manifest"], n["reason"]) for n in notes} == {(manifest.hash, "added")}
         # Stopped by now (SIGTERM): a clean shutdown releases every connection it opened.
         for proc in (indexer, matcher):
             assert proc.proc.returncode == 0, logs(proc)

@@ -2,10 +2,87 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.middleware import Middleware
+
+from clair_common.config import ConfigError
+from clair_common.db.locks import AdvisoryLocks
+from clair_common.db.migrate import migrate
+from clair_common.db.pool import create_pool
+from clair_common.http.routes import Operation
+from clair_common.remote import RemoteIndexer, RemoteMatcher
 from clair_common.runtime import ServiceContext
+from clair_notifier.app import build_operations
+from clair_notifier.delivery import DeliveryLoop
+from clair_notifier.delivery.webhook import WebhookDeliverer
+from clair_notifier.poller import Poller
+from clair_notifier.schedule import Loops
+from clair_notifier.service import NotifierService
+from clair_notifier.store import NotifierStore
+
+SCHEMA = "notifier"
 
 
-async def start(ctx: ServiceContext) -> Any:
-    raise RuntimeError("the notifier is not implemented yet; remove notifier delivery settings")
+@dataclass(slots=True)
+class RunningNotifier:
+    api: NotifierService
+    operations: Sequence[Operation]
+    loops: Loops
+    middleware: Sequence[Middleware] = ()
+    resources: list[Any] = field(default_factory=list)
+    name: str = "notifier"
+
+    @property
+    def poller(self) -> Poller:
+        return self.loops.poller
+
+    @property
+    def delivery(self) -> DeliveryLoop:
+        return self.loops.delivery
+
+    async def ready(self) -> None:
+        self.loops.start()  # first poll and delivery one interval from now, as in Clair
+
+    async def close(self) -> None:
+        for res in reversed(self.resources):
+            await res.close()
+
+
+async def start(ctx: ServiceContext) -> RunningNotifier:
+    cfg = ctx.config.notifier
+    if cfg.delivery in ("amqp", "stomp"):
+        raise ConfigError(f"notifier.{cfg.delivery}: not supported yet (use notifier.webhook)")
+    if cfg.webhook is None:
+        raise ConfigError("notifier: no delivery mechanism configured (notifier.webhook)")
+    if ctx.indexer is None or ctx.matcher is None:
+        raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
+    if ctx.migrations:
+        await migrate(ctx.dsn, SCHEMA, "clair_notifier")
+    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="notifier")
+    store = NotifierStore(pool)
+    locks = AdvisoryLocks(ctx.dsn)
+    psk = ctx.config.auth.psk.key_bytes if ctx.config.auth.psk else None
+    poller = Poller(store, locks, ctx.matcher, ctx.indexer, summary=not cfg.disable_summary)
+    delivery = DeliveryLoop(
+        store, locks, WebhookDeliverer(cfg.webhook, psk), retry_base=cfg.delivery_interval
+    )
+    loops = Loops(
+        poller,
+        delivery,
+        store,
+        poll_interval=cfg.poll_interval,
+        delivery_interval=cfg.delivery_interval,
+    )
+    # In notifier mode the peers are HTTP clients made for this service alone: ours to close.
+    # In combo mode they are the other services themselves.
+    peers = [p for p in (ctx.indexer, ctx.matcher) if isinstance(p, RemoteIndexer | RemoteMatcher)]
+    service = NotifierService(store)
+    return RunningNotifier(
+        api=service,
+        operations=build_operations(service),
+        loops=loops,
+        resources=[*peers, pool, locks, delivery, loops],  # closed in reverse: the loops first
+    )

@@ -1,0 +1,72 @@
+"""The notifier's background loops: poll, deliver, collect garbage, each on its own interval.
+
+As in Clair, the first poll and the first delivery come one interval after start. A failing
+tick is logged as one line and never stops its loop. Intervals come from the config (at least a
+minute there); tests construct `Loops` directly with shorter ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from clair_notifier.delivery import DeliveryLoop
+from clair_notifier.poller import Poller
+from clair_notifier.store import NotifierStore
+
+log = logging.getLogger("clair.notifier")
+
+GC_INTERVAL = timedelta(hours=1)
+
+
+class Loops:
+    def __init__(
+        self,
+        poller: Poller,
+        delivery: DeliveryLoop,
+        store: NotifierStore,
+        *,
+        poll_interval: timedelta,
+        delivery_interval: timedelta,
+        gc_interval: timedelta = GC_INTERVAL,
+    ) -> None:
+        self.poller = poller
+        self.delivery = delivery
+        self.store = store
+        self.poll_interval = poll_interval
+        self.delivery_interval = delivery_interval
+        self.gc_interval = gc_interval
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        for name, interval, tick in (
+            ("poll", self.poll_interval, self.poller.run_once),
+            ("delivery", self.delivery_interval, self.delivery.run_once),
+            ("gc", self.gc_interval, self.store.collect_garbage),
+        ):
+            task = loop.create_task(_every(name, interval, tick), name=f"clair-notifier-{name}")
+            self._tasks.append(task)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+async def _every(name: str, interval: timedelta, tick: Callable[[], Awaitable[Any]]) -> None:
+    while True:
+        await asyncio.sleep(interval.total_seconds())
+        try:
+            await tick()
+        except Exception as exc:  # the loop outlives any single tick
+            log.error("notifier %s failed: %s", name, " ".join(str(exc).split()) or exc)
