@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import grp
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -25,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from clair_common.devtools.processes import nginx_user_args, stop_process
 from clair_common.devtools.sysdeps import SYSTEM_TOOLS, locate
 from clair_common.embedded_pg import (
     EmbeddedPostgres,
@@ -60,15 +59,6 @@ def _nginx() -> str:
     if path is None:
         raise SystemExit("up: nginx not found: run `make system-deps`")
     return path
-
-
-def _user_args() -> list[str]:
-    # As root, nginx switches its workers to `user`; keep them as us, who own the data dir.
-    if os.geteuid() != 0:
-        return []
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    group = grp.getgrgid(os.getegid()).gr_name
-    return ["--user", f"{user} {group}"]
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -110,15 +100,11 @@ def _wait_ready(children: list[Child], deadline: float) -> None:
 
 
 def _stop(children: list[Child]) -> None:
-    for child in reversed(children):
+    for child in reversed(children):  # all asked first: they shut down side by side
         if child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)
     for child in reversed(children):
-        try:
-            child.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
+        stop_process(child.proc)
 
 
 def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
@@ -164,7 +150,7 @@ def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
         for child in children:
             service = child.name.split("-")[0]
             render += [f"--{service}", child.api]
-        render += ["--output", str(conf), *_user_args()]
+        render += ["--output", str(conf), *nginx_user_args()]
         subprocess.run(render, check=True)
         nginx_log = data / "nginx.log"
         nginx = [_nginx(), "-e", "stderr", "-p", f"{conf.parent}/", "-c", str(conf)]
