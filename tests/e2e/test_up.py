@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tests.fixtures.images import build_layer
@@ -55,7 +56,11 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
     data = Path(tempfile.mkdtemp(prefix="clair-up-"))
     data.chmod(0o755)
     port = free_port()
+    config = data / "config.yaml"  # a delivery mechanism: a notifier process joins
+    hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
+    config.write_text(json.dumps({"notifier": {"webhook": hook}}))  # JSON is YAML too
     command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
+    command += ["--config", str(config)]
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         env=clair_env({}),
@@ -65,9 +70,10 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
-        assert b"behind http://127.0.0.1:" in banner, banner + proc.stdout.read()
+        assert b"and a notifier behind http://127.0.0.1:" in banner, banner + proc.stdout.read()
         spawned = _descendants(proc.pid)
-        assert len(spawned) >= 5, spawned  # PostgreSQL, 2 indexers, matcher, nginx (+ workers)
+        # PostgreSQL, 2 indexers, matcher, notifier, nginx (+ their children)
+        assert len(spawned) >= 6, spawned
 
         layer = build_layer({f"{SITE}/idna-2.7.dist-info/METADATA": b"Name: idna\nVersion: 2.7\n"})
         manifest = registry.push_image_sync("up", [layer])
@@ -80,6 +86,8 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
         # here: no network), else the report; never an error.
         status, body = _request(f"{ingress}/matcher/api/v1/vulnerability_report/{manifest.hash}")
         assert status in (200, 202), body
+        status, body = _request(f"{ingress}/notifier/api/v1/notification/{uuid.uuid4()}")
+        assert (status, json.loads(body)["notifications"]) == (200, []), body
     finally:
         proc.send_signal(signal.SIGINT)
         status = proc.wait(30)

@@ -1,9 +1,10 @@
 """`make up`: Clair distributed on this machine, as it runs behind an ingress in production.
 
-An embedded PostgreSQL (data kept in `--data`), `--indexers` indexer processes and one matcher
-process (`clair serve --mode ...`), and NGINX with deploy/nginx's config routing `/indexer/` and
-`/matcher/` to them on `--port`. The matcher reaches the indexers through the ingress, as a
-matcher in another pod would. Ctrl-C (or SIGTERM) stops everything.
+An embedded PostgreSQL (data kept in `--data`), `--indexers` indexer processes, one matcher
+process and, when `--config` configures a delivery mechanism, one notifier (`clair serve
+--mode ...`), and NGINX with deploy/nginx's config routing each service's prefix to them on
+`--port`. Services reach each other through the ingress, as they would from other pods.
+Ctrl-C (or SIGTERM) stops everything.
 
 Run from a checkout: deploy/nginx/render.py writes the NGINX config.
 """
@@ -23,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from clair_common.config import ConfigError, load_config
 from clair_common.devtools.processes import nginx_user_args, stop_process
 from clair_common.devtools.sysdeps import SYSTEM_TOOLS, locate
 from clair_common.embedded_pg import (
@@ -134,16 +136,25 @@ def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
                 "CLAIR_MATCHER__CONNSTRING": dsn,
                 "CLAIR_MATCHER__MIGRATIONS": "true",
                 "CLAIR_MATCHER__INDEXER_ADDR": ingress,
+                "CLAIR_NOTIFIER__CONNSTRING": dsn,
+                "CLAIR_NOTIFIER__MIGRATIONS": "true",
+                "CLAIR_NOTIFIER__INDEXER_ADDR": ingress,
+                "CLAIR_NOTIFIER__MATCHER_ADDR": ingress,
             }
         )
+        notifier = False
         if config is not None:
             env["CLAIR_CONF"] = str(config.absolute())
+            # A notifier only with a delivery mechanism to deliver with, as in combo mode.
+            notifier = load_config(config, environ={}).notifier.delivery is not None
         deadline = time.monotonic() + READY_TIMEOUT
         # Indexers first: their migrations run before a second replica or the matcher asks.
         children.append(_clair("indexer-1", "indexer", data, env))
         _wait_ready(children, deadline)
         children += [_clair(f"indexer-{n}", "indexer", data, env) for n in range(2, indexers + 1)]
         children.append(_clair("matcher", "matcher", data, env))
+        if notifier:
+            children.append(_clair("notifier", "notifier", data, env))
         conf = data / "nginx" / "nginx.conf"
         conf.parent.mkdir(exist_ok=True)
         render = [sys.executable, str(RENDER), "--listen", f"127.0.0.1:{port}"]
@@ -157,7 +168,8 @@ def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
         proc = _spawn([*nginx, "-g", "daemon off;"], env, nginx_log)
         children.append(Child("nginx", proc, None, nginx_log))
         _wait_ready(children, deadline)
-        print(f"clair: {indexers} indexer(s) and a matcher behind {ingress}", flush=True)
+        services = "a matcher and a notifier" if notifier else "a matcher"
+        print(f"clair: {indexers} indexer(s) and {services} behind {ingress}", flush=True)
         print(f"  index:   POST {ingress}/indexer/api/v1/index_report", flush=True)
         print(f"  report:  GET  {ingress}/matcher/api/v1/vulnerability_report/<digest>", flush=True)
         print(f"  logs:    {data}/*.log; Ctrl-C stops everything", flush=True)
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--indexers: at least 1")
     try:
         run(args.data, args.port, args.indexers, args.config)
-    except EmbeddedPostgresError as exc:
+    except (EmbeddedPostgresError, ConfigError) as exc:
         raise SystemExit(f"up: {exc}") from None
     return 0
 
