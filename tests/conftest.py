@@ -7,7 +7,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.registry", "tests.fixtures.feeds"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.registry",
+    "tests.fixtures.feeds",
+    "tests.fixtures.broker",
+]
 
 
 def data_root() -> Path:

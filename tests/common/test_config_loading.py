@@ -350,10 +350,21 @@ def test_validate_for_mode() -> None:
     assert len(info.value.problems) == 3
     amqp = {"exchange": {"name": "", "type": "direct"}, "uris": ["amqp://127.0.0.1:5672/"]}
     amqp |= {"routing_key": "k", "callback": "http://clair/notifier/api/v1/notification/"}
-    queued = validate_document({"notifier": {"amqp": amqp}}, "c.yaml")
-    for mode in ("combo", "notifier"):
-        with pytest.raises(ConfigError, match=r"c.yaml: notifier.amqp: not supported yet"):
-            validate_for_mode(queued, mode, "c.yaml")
+    stomp = {"destination": "/queue/clair", "uris": ["127.0.0.1:61613"]}
+    peers = {"indexer_addr": "http://indexer:6060", "matcher_addr": "http://matcher:6060"}
+    for key, section in (("amqp", amqp), ("stomp", stomp)):
+        queued = validate_document({"notifier": {key: section}}, "c.yaml")
+        assert queued.notifier.delivery == key
+        validate_for_mode(queued, "combo", "c.yaml")
+        # A delivery mechanism is there: only the peers are missing in notifier mode.
+        with pytest.raises(ConfigError) as info:
+            validate_for_mode(queued, "notifier", "c.yaml")
+        assert [p.split(": ")[1] for p in info.value.problems] == [
+            "notifier.indexer_addr",
+            "notifier.matcher_addr",
+        ]
+        remote = validate_document({"notifier": {key: section, **peers}}, "c.yaml")
+        validate_for_mode(remote, "notifier", "c.yaml")
 
 
 def test_resolve_connstring() -> None:

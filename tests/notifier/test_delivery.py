@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import asyncpg
 import jwt
-import pytest
 
 from clair_common.config.notifier import Webhook
 from clair_common.db.locks import AdvisoryLocks
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
 from clair_notifier.delivery import DeliveryLoop
 from clair_notifier.delivery.webhook import WebhookDeliverer
 from clair_notifier.store import NotifierStore
@@ -23,25 +18,6 @@ from tests.notifier.test_api import put_set
 
 CALLBACK = "http://clair.example/notifier/api/v1/notification"
 PSK = b"a shared secret, 32 bytes or more"
-
-
-@pytest.fixture
-async def store(pg_dsn: str) -> AsyncIterator[NotifierStore]:
-    await migrate(pg_dsn, "notifier", "clair_notifier")
-    pool: asyncpg.Pool = await create_pool(pg_dsn, schema="notifier", application_name="test")
-    try:
-        yield NotifierStore(pool)
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def locks(pg_dsn: str) -> AsyncIterator[AdvisoryLocks]:
-    held = AdvisoryLocks(pg_dsn)
-    try:
-        yield held
-    finally:
-        await held.close()
 
 
 def webhook(target: str) -> Webhook:

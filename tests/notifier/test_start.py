@@ -1,4 +1,4 @@
-"""Start-up: the webhook notifier runs; AMQP and STOMP stop start-up naming their key."""
+"""Start-up: the notifier runs with the configured mechanism (webhook > AMQP > STOMP)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from typing import Any
 
 import pytest
 
-from clair_common.config import ConfigError, validate_document
+from clair_common.config import validate_document
 from clair_common.server import services_for, start_services
+from clair_notifier.delivery.amqp import AMQPDeliverer
+from clair_notifier.delivery.stomp import StompDeliverer
+from clair_notifier.delivery.webhook import WebhookDeliverer
+from clair_notifier.entry import RunningNotifier
 
 AMQP = {
     "exchange": {"name": "", "type": "direct"},
@@ -21,15 +25,27 @@ def config(notifier: dict[str, Any]) -> Any:
     return validate_document({"notifier": notifier, "updaters": {"sets": []}}, "test")
 
 
-@pytest.mark.parametrize(("key", "section"), [("amqp", AMQP), ("stomp", STOMP)])
-async def test_unsupported_delivery_fails_start_up(
-    pg_dsn: str, key: str, section: dict[str, Any]
+@pytest.mark.parametrize(
+    ("key", "section", "kind"), [("amqp", AMQP, AMQPDeliverer), ("stomp", STOMP, StompDeliverer)]
+)
+async def test_queue_delivery_starts_and_stops(
+    pg_dsn: str, key: str, section: dict[str, Any], kind: type
 ) -> None:
+    # Start-up does not dial the broker (none listens on these ports): delivery ticks do.
     cfg = config({key: section})
     assert "notifier" in services_for("combo", cfg)
     names = ("indexer", "matcher", "notifier")
-    with pytest.raises(ConfigError, match=rf"^notifier\.{key}: not supported yet"):
-        await start_services("combo", cfg, dict.fromkeys(names, pg_dsn), dict.fromkeys(names, True))
+    services = await start_services(
+        "combo", cfg, dict.fromkeys(names, pg_dsn), dict.fromkeys(names, True)
+    )
+    try:
+        notifier = services[-1]
+        assert isinstance(notifier, RunningNotifier)
+        assert isinstance(notifier.delivery.deliverer, kind)
+        await notifier.ready()
+    finally:
+        for service in reversed(services):
+            await service.close()
 
 
 async def test_webhook_notifier_starts_and_stops(pg_dsn: str) -> None:
@@ -45,7 +61,10 @@ async def test_webhook_notifier_starts_and_stops(pg_dsn: str) -> None:
             ("GET", "/notifier/api/v1/notification/{id}"),
             ("DELETE", "/notifier/api/v1/notification/{id}"),
         }
-        await services[-1].ready()  # loops start; close() must stop them
+        notifier = services[-1]
+        assert isinstance(notifier, RunningNotifier)
+        assert isinstance(notifier.delivery.deliverer, WebhookDeliverer)  # webhook wins
+        await notifier.ready()  # loops start; close() must stop them
     finally:
         for service in reversed(services):
             await service.close()

@@ -111,10 +111,6 @@ def validate_for_mode(cfg: Config, mode: Mode, source: str = "config") -> None:
                 problems.append(f"{source}: notifier.{key}: required in notifier mode")
         if cfg.notifier.delivery is None:
             problems.append(f"{source}: notifier: notifier mode requires a delivery mechanism")
-    if mode in ("notifier", "combo") and cfg.notifier.delivery in ("amqp", "stomp"):
-        problems.append(
-            f"{source}: notifier.{cfg.notifier.delivery}: not supported yet (use notifier.webhook)"
-        )
     if problems:
         raise ConfigError(problems)
 

@@ -50,6 +50,8 @@ SYSTEM_TOOLS: tuple[SystemTool, ...] = (
     SystemTool("Berkeley DB utilities", ("db5.3_load",), ("db5.3-util",)),
     # Load generator of the benchmarks under bench/.
     SystemTool("wrk", ("wrk",), ("wrk",)),
+    # AMQP 0-9-1 and STOMP broker the notifier's deliverers are tested against.
+    SystemTool("RabbitMQ", ("rabbitmq-server",), ("rabbitmq-server",)),
 )
 
 

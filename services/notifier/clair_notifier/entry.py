@@ -9,6 +9,7 @@ from typing import Any
 from starlette.middleware import Middleware
 
 from clair_common.config import ConfigError
+from clair_common.config.notifier import Notifier
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
@@ -16,7 +17,9 @@ from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer, RemoteMatcher
 from clair_common.runtime import ServiceContext
 from clair_notifier.app import build_operations
-from clair_notifier.delivery import DeliveryLoop
+from clair_notifier.delivery import Deliverer, DeliveryLoop
+from clair_notifier.delivery.amqp import AMQPDeliverer
+from clair_notifier.delivery.stomp import StompDeliverer
 from clair_notifier.delivery.webhook import WebhookDeliverer
 from clair_notifier.poller import Poller
 from clair_notifier.schedule import Loops
@@ -53,10 +56,8 @@ class RunningNotifier:
 
 async def start(ctx: ServiceContext) -> RunningNotifier:
     cfg = ctx.config.notifier
-    if cfg.delivery in ("amqp", "stomp"):
-        raise ConfigError(f"notifier.{cfg.delivery}: not supported yet (use notifier.webhook)")
-    if cfg.webhook is None:
-        raise ConfigError("notifier: no delivery mechanism configured (notifier.webhook)")
+    psk = ctx.config.auth.psk.key_bytes if ctx.config.auth.psk else None
+    deliverer = _deliverer(cfg, psk)
     if ctx.indexer is None or ctx.matcher is None:
         raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
     if ctx.migrations:
@@ -64,11 +65,8 @@ async def start(ctx: ServiceContext) -> RunningNotifier:
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="notifier")
     store = NotifierStore(pool)
     locks = AdvisoryLocks(ctx.dsn)
-    psk = ctx.config.auth.psk.key_bytes if ctx.config.auth.psk else None
     poller = Poller(store, locks, ctx.matcher, ctx.indexer, summary=not cfg.disable_summary)
-    delivery = DeliveryLoop(
-        store, locks, WebhookDeliverer(cfg.webhook, psk), retry_base=cfg.delivery_interval
-    )
+    delivery = DeliveryLoop(store, locks, deliverer, retry_base=cfg.delivery_interval)
     loops = Loops(
         poller,
         delivery,
@@ -86,3 +84,14 @@ async def start(ctx: ServiceContext) -> RunningNotifier:
         loops=loops,
         resources=[*peers, pool, locks, delivery, loops],  # closed in reverse: the loops first
     )
+
+
+def _deliverer(cfg: Notifier, psk: bytes | None) -> Deliverer:
+    """The one mechanism configured (Clair's precedence: webhook, AMQP, STOMP)."""
+    if cfg.webhook is not None:
+        return WebhookDeliverer(cfg.webhook, psk)
+    if cfg.amqp is not None:
+        return AMQPDeliverer(cfg.amqp)
+    if cfg.stomp is not None:
+        return StompDeliverer(cfg.stomp)
+    raise ConfigError("notifier: no delivery mechanism configured (webhook, amqp or stomp)")

@@ -104,6 +104,14 @@ class NotifierStore:
         docs = [Notification.from_json({**r["body"], "id": str(r["id"])}).to_json() for r in rows]
         return docs, (rows[-1]["id"] if more and rows else None)
 
+    async def notifications(self, notification_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The whole set in id order, as pages carry it: what direct deliverers send."""
+        rows = await self.pool.fetch(
+            "SELECT id, body FROM notification_body WHERE notification_id = $1 ORDER BY id",
+            notification_id,
+        )
+        return [Notification.from_json({**r["body"], "id": str(r["id"])}).to_json() for r in rows]
+
     async def status(self, notification_id: uuid.UUID) -> Status | None:
         value = await self.pool.fetchval(
             "SELECT status::text FROM receipt WHERE notification_id = $1", notification_id

@@ -2,19 +2,27 @@
 
 Every `delivery_interval`, each set whose receipt is `created`, or `delivery_failed` and past
 its backoff, is handed to the configured deliverer under the advisory lock of its id; success
-marks it `delivered`, failure `delivery_failed`. Clair retries a failed set on every tick
-forever; here the wait doubles from the delivery interval per failure, up to RETRY_CAP, so a
-subscriber that is down is not hammered and comes back to a steady trickle.
+marks it `delivered`, failure `delivery_failed`. Direct deliverers (AMQP and STOMP with
+`direct: true`) are handed the whole set, and a set they sent is then marked `deleted` at
+once, as Clair does: the subscriber has it all and will not call back. Clair retries a failed
+set on every tick forever; here the wait doubles from the delivery interval per failure, up to
+RETRY_CAP, so a subscriber that is down is not hammered and comes back to a steady trickle.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urljoin
 
+import orjson
+
+from clair_common.config.base import TLS
 from clair_common.db.locks import AdvisoryLocks
 from clair_notifier.store import PENDING, NotifierStore
 
@@ -22,7 +30,15 @@ log = logging.getLogger("clair.notifier.delivery")
 
 RETRY_CAP = timedelta(hours=1)
 
-__all__ = ["Deliverer", "DeliveryError", "DeliveryLoop", "DeliveryReport"]
+__all__ = [
+    "Deliverer",
+    "DeliveryError",
+    "DeliveryLoop",
+    "DeliveryReport",
+    "callback_body",
+    "rollups",
+    "tls_context",
+]
 
 
 class DeliveryError(Exception):
@@ -31,9 +47,15 @@ class DeliveryError(Exception):
 
 class Deliverer(Protocol):
     name: str
+    # True: the set's notifications themselves are sent, not a callback to fetch them.
+    direct: bool
 
-    async def deliver(self, notification_id: uuid.UUID) -> None:
-        """Raises DeliveryError (or any error) when the set was not delivered."""
+    async def deliver(
+        self, notification_id: uuid.UUID, notifications: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Raises DeliveryError (or any error) when the set was not delivered.
+
+        `notifications` is the whole set for direct deliverers, empty for the others."""
 
     async def close(self) -> None: ...
 
@@ -71,7 +93,10 @@ class DeliveryLoop:
                     report.skipped.append(key)
                     continue
                 try:
-                    await self.deliverer.deliver(notification_id)
+                    notifications: Sequence[dict[str, Any]] = ()
+                    if self.deliverer.direct:
+                        notifications = await self.store.notifications(notification_id)
+                    await self.deliverer.deliver(notification_id, notifications)
                 except Exception as exc:
                     reason = " ".join(str(exc).split()) or type(exc).__name__
                     log.warning("%s delivery of %s failed: %s", self.deliverer.name, key, reason)
@@ -81,8 +106,41 @@ class DeliveryLoop:
                     report.failed[key] = reason
                     continue
                 await self.store.set_status(notification_id, "delivered")
+                if self.deliverer.direct:
+                    await self.store.set_status(notification_id, "deleted")
                 report.delivered.append(key)
         return report
 
     async def close(self) -> None:
         await self.deliverer.close()
+
+
+def tls_context(tls: TLS | None) -> ssl.SSLContext:
+    """A client context on the system trust store, plus the configured client certificate
+    and the deprecated `root_ca` when given."""
+    context = ssl.create_default_context()
+    if tls is not None:
+        if tls.root_ca:
+            context.load_verify_locations(cafile=tls.root_ca)
+        if tls.cert:
+            context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+def callback_body(callback: str, notification_id: uuid.UUID) -> bytes:
+    """The JSON of a callback delivery; the config guarantees `callback` ends in "/", so the
+    id is appended to it."""
+    return orjson.dumps(
+        {
+            "notification_id": str(notification_id),
+            "callback": urljoin(callback, str(notification_id)),
+        }
+    )
+
+
+def rollups(notifications: Sequence[dict[str, Any]], rollup: int) -> list[bytes]:
+    """Direct-mode message bodies: JSON arrays of `rollup` notifications each (0 or 1: one)."""
+    size = max(rollup, 1)
+    return [
+        orjson.dumps(list(notifications[i : i + size])) for i in range(0, len(notifications), size)
+    ]

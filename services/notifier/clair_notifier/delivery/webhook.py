@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -19,6 +21,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
 class WebhookDeliverer:
     name = "webhook"
+    direct = False
 
     def __init__(self, config: Webhook, psk: bytes | None = None) -> None:
         self.target = config.target
@@ -41,7 +44,9 @@ class WebhookDeliverer:
             headers["Authorization"] = "Bearer " + sign(self.psk, ISSUER)
         return headers
 
-    async def deliver(self, notification_id: uuid.UUID) -> None:
+    async def deliver(
+        self, notification_id: uuid.UUID, notifications: Sequence[dict[str, Any]] = ()
+    ) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
         body = {
