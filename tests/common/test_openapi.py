@@ -16,7 +16,7 @@ from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from clair_common.config import default_config
+from clair_common.config import validate_document
 from clair_common.http.openapi import build_document
 from clair_common.http.routes import Operation
 from clair_common.http.schemas import COMPONENTS
@@ -47,11 +47,14 @@ CLAIRCORE_TESTDATA = Path("other/claircore/datastore/postgres/testdata")
 
 @pytest.fixture(scope="module")
 async def operations(pg_server_dsn: str) -> AsyncIterator[list[Operation]]:
-    """The operations `clair serve` mounts in combo mode, from the real service starters."""
+    """The operations `clair serve` mounts in combo mode, from the real service starters (the
+    notifier included: a delivery mechanism is configured)."""
     dsn = await create_test_database(pg_server_dsn)
-    config = default_config({})
+    hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
+    config = validate_document({"notifier": {"webhook": hook}}, "test")
+    names = ("indexer", "matcher", "notifier")
     services = await start_services(
-        "combo", config, {"indexer": dsn, "matcher": dsn}, {"indexer": True, "matcher": True}
+        "combo", config, dict.fromkeys(names, dsn), dict.fromkeys(names, True)
     )
     try:
         yield [op for service in services for op in service.operations]
@@ -228,6 +231,8 @@ def test_document_mounts_every_real_route(document: dict[str, Any]) -> None:
         ("get", "/matcher/api/v1/internal/update_operation"),
         ("delete", "/matcher/api/v1/internal/update_operation/{ref}"),
         ("get", "/matcher/api/v1/internal/update_diff"),
+        ("get", "/notifier/api/v1/notification/{id}"),
+        ("delete", "/notifier/api/v1/notification/{id}"),
     }
 
 
@@ -320,7 +325,7 @@ def test_small_bodies_validate(document: dict[str, Any]) -> None:
 
 
 def test_notifier_payloads_validate(document: dict[str, Any]) -> None:
-    """Shapes of clair-api.md 1.6a, for the notifier to come."""
+    """Shapes of clair-api.md 1.6a."""
     package = Package(id="41", name="libssl3", version="3.0.2", kind="binary").to_json()
     summary = {
         "name": "CVE-2023-50782",
