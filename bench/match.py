@@ -190,6 +190,7 @@ def main() -> None:
         print(f"(a) vulnerability reports, repeated:    p50 {a50:.1f} ms, p99 {a99:.1f} ms")
         print(f"(u) first report of each manifest:      p50 {u50:.1f} ms, p99 {u99:.1f} ms")
         print(f"(b) bare candidate query:               p50 {b50:.1f} ms, p99 {b99:.1f} ms")
+        print(f"p50 ratios: (a)/(b) {a50 / b50:.2f}, (u)/(b) {u50 / b50:.2f}")
         print("goal: p50 < 20 ms")
     finally:
         _stop(proc)
