@@ -44,6 +44,8 @@ DEFAULT_MATCHER_PERIOD = timedelta(hours=6)
 DEFAULT_UPDATE_RETENTION = 10
 # ~0.3 MiB a 400-package report: a few hundred reports.
 DEFAULT_REPORT_CACHE_BYTES = 64 * 1024 * 1024
+# Candidate rows shared between reports of one generation of update operations.
+DEFAULT_CANDIDATE_CACHE_ROWS = 500_000
 DEFAULT_LAYER_SCAN_CONCURRENCY = 10
 DEFAULT_SCANLOCK_RETRY = 1
 DEFAULT_UPDATER_SETS: tuple[str, ...] = (
@@ -128,6 +130,8 @@ class Matcher(ConfigModel):
     disable_enrichment: bool = False
     # Not in Clair: bytes of serialized vulnerability reports kept by ETag; 0 turns it off.
     report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES
+    # Not in Clair: candidate rows kept between reports (shared packages); 0 turns it off.
+    candidate_cache_rows: int = DEFAULT_CANDIDATE_CACHE_ROWS
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Matcher:
@@ -141,6 +145,7 @@ class Matcher(ConfigModel):
         if self.cache_age <= timedelta(0):
             self.cache_age = self.period
         self.report_cache_bytes = max(self.report_cache_bytes, 0)
+        self.candidate_cache_rows = max(self.candidate_cache_rows, 0)
         return self
 
 

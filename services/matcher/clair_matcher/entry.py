@@ -54,6 +54,7 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
         matchers,
         enrichers=() if cfg.disable_enrichment else None,
         report_cache_bytes=cfg.report_cache_bytes,
+        candidate_cache_rows=cfg.candidate_cache_rows,
     )
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)

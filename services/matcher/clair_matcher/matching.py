@@ -37,7 +37,8 @@ from clair_common.vulnerable import (
     rule_candidate,
     severity_sorted,
 )
-from clair_matcher.store import VULN_COLUMNS, vuln_from_row
+from clair_matcher.candidates import CandidateCache
+from clair_matcher.store import LATEST_REFS_SQL, VULN_COLUMNS, vuln_from_row
 
 __all__ = ["MatchError", "candidates_sql", "match_report"]
 
@@ -101,14 +102,17 @@ class _ShapeQuery:
         if i not in owned:
             owned.append(i)
 
-    def parameters(self) -> list[list[object]]:
-        """Columns of the q table: one row per key and package name (binary, then source)."""
+    def parameters(self, wanted: Sequence[int]) -> list[list[object]]:
+        """Columns of the q table: one row per wanted key and package name (binary, then
+        source)."""
         width = len(self.constraints)
         index: list[object] = []
         names: list[object] = []
         kinds: list[object] = []
         values: list[list[object]] = [[] for _ in range(width)]
-        for i, key in enumerate(self.keys):
+        keys = list(self.keys)
+        for i in wanted:
+            key = keys[i]
             for name, kind in ((key[0], key[1]), (key[2], key[3])):
                 if not name:
                     continue
@@ -119,15 +123,27 @@ class _ShapeQuery:
                     values[col].append(key[4 + col])
         return [index, names, kinds, *values]
 
-    async def fetch(self, conn: asyncpg.Connection) -> None:
-        """Candidates of every key; one partial vulnerability per distinct rule values."""
+    async def fetch(self, conn: asyncpg.Connection, cache: CandidateCache | None) -> None:
+        """Candidates of every key, from `cache` or the database (then kept in `cache`); one
+        partial vulnerability per distinct rule values."""
         columns = tuple(c.vuln_column for c in self.constraints)
         selected = tuple(c for c in RULE_COLUMNS if c in self.rule_columns)
+        signature = (columns, self.need_fixed, selected)
+        found: list[dict[int, Vulnerability]] = [{} for _ in self.keys]
+        missing: list[int] = []
+        for i, key in enumerate(self.keys):
+            cached = cache.get((signature, key)) if cache is not None else None
+            if cached is None:
+                missing.append(i)
+            else:
+                found[i] = cached
+        self.found = found
+        if not missing:
+            return
         sql = candidates_sql(columns, self.need_fixed, selected)
-        rows = await conn.fetch(sql, *self.parameters())
+        rows = await conn.fetch(sql, *self.parameters(missing))
         # Where each RULE_COLUMNS value sits in a row (2, 3, ...); None: not read, left "".
         places = [2 + selected.index(c) if c in selected else None for c in RULE_COLUMNS]
-        found: list[dict[int, Vulnerability]] = [{} for _ in self.keys]
         built: dict[_RuleValues, Vulnerability] = {}
         for row in rows:
             values: _RuleValues = row[2:]  # a Record's slice is a tuple
@@ -137,7 +153,10 @@ class _ShapeQuery:
                     *("" if p is None else row[p] for p in places)
                 )
             found[row[0]][row[1]] = vuln
-        self.found = found
+        if cache is not None:
+            keys = list(self.keys)
+            for i in missing:
+                cache.put((signature, keys[i]), found[i])
 
     def candidates(self, owner: _Owner) -> dict[int, Vulnerability]:
         """The pooled candidates of a (matcher, package): those of every key it owns."""
@@ -158,9 +177,16 @@ def _shape(matcher: Matcher) -> tuple[tuple[Constraint, ...], bool]:
 
 
 async def match_report(
-    pool: asyncpg.Pool, report: IndexReport, matchers: Sequence[Matcher]
+    pool: asyncpg.Pool,
+    report: IndexReport,
+    matchers: Sequence[Matcher],
+    cache: CandidateCache | None = None,
 ) -> VulnerabilityReport:
-    """The report's vulnerabilities; raises MatchError where Clair fails the report."""
+    """The report's vulnerabilities; raises MatchError where Clair fails the report.
+
+    With `cache`, candidates of keys asked before under the same update operations (as this
+    report's snapshot sees them) are not queried again.
+    """
     matchable = [
         r
         for r in index_records(report)
@@ -186,8 +212,11 @@ async def match_report(
         return out
 
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        if cache is not None:
+            # The generation this snapshot sees: cached candidates must come from the same.
+            cache.use([(r[0], r[1], str(r[2])) for r in await conn.fetch(LATEST_REFS_SQL)])
         for query in shapes.values():
-            await query.fetch(conn)
+            await query.fetch(conn, cache)
 
         matched: dict[str, dict[int, None]] = {}  # package id → ordered set of vuln ids
         failures: list[tuple[int, MatchError]] = []  # raised only if the vuln is current

@@ -11,10 +11,14 @@ from typing import Any
 
 import orjson
 
-from clair_common.config.models import DEFAULT_REPORT_CACHE_BYTES
+from clair_common.config.models import (
+    DEFAULT_CANDIDATE_CACHE_ROWS,
+    DEFAULT_REPORT_CACHE_BYTES,
+)
 from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, VulnerabilityReport
 from clair_common.vulnerable import Matcher, default_matchers
+from clair_matcher.candidates import CandidateCache
 from clair_matcher.enrichers import Enricher, default_enrichers
 from clair_matcher.enrichment import enrich_report
 from clair_matcher.ingest import KIND_ENRICHMENT
@@ -84,10 +88,15 @@ class MatcherService:
         enrichers: Sequence[Enricher] | None = None,
         *,
         report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES,
+        candidate_cache_rows: int = DEFAULT_CANDIDATE_CACHE_ROWS,
     ) -> None:
         self.store = store
         # 0 disables it (matcher.report_cache_bytes): every report is matched.
         self.report_cache = ReportCache(report_cache_bytes) if report_cache_bytes > 0 else None
+        # 0 disables it (matcher.candidate_cache_rows): every key is queried.
+        self.candidate_cache = (
+            CandidateCache(candidate_cache_rows) if candidate_cache_rows > 0 else None
+        )
         self._initialized = False
         # None: every matcher, as Clair does when `matchers.names` is unset.
         self.matchers: Sequence[Matcher] = (
@@ -112,7 +121,7 @@ class MatcherService:
         `refs` (`latest_refs()`, if the caller has them) spare the lookups of enrichers whose
         updater has stored nothing yet.
         """
-        out = await match_report(self.store.pool, report, self.matchers)
+        out = await match_report(self.store.pool, report, self.matchers, self.candidate_cache)
         enrichers = self.enrichers
         if refs is not None:
             stored = {updater for kind, updater, _ in refs if kind == KIND_ENRICHMENT}

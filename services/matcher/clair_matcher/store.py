@@ -27,6 +27,10 @@ VULN_COLUMNS = (
     " v.version_kind, v.vulnerable_range"
 )
 
+LATEST_REFS_SQL = (
+    "SELECT l.kind, l.updater, u.ref FROM latest_update_operation l"
+    " JOIN update_operation u ON u.id = l.uo_id ORDER BY l.kind, l.updater"
+)
 _VULN_WIDTH = VULN_COLUMNS.count(",") + 1
 
 
@@ -131,10 +135,7 @@ class MatcherStore:
 
     async def latest_refs(self) -> list[tuple[str, str, str]]:
         """(kind, updater, ref) of every updater's newest operation, of every kind, sorted."""
-        rows = await self.pool.fetch(
-            "SELECT l.kind, l.updater, u.ref FROM latest_update_operation l"
-            " JOIN update_operation u ON u.id = l.uo_id ORDER BY l.kind, l.updater"
-        )
+        rows = await self.pool.fetch(LATEST_REFS_SQL)
         return [(r["kind"], r["updater"], str(r["ref"])) for r in rows]
 
     async def delete_update_operations(self, refs: Sequence[uuid.UUID]) -> int:
