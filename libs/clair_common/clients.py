@@ -6,7 +6,7 @@ The service objects satisfy these Protocols directly (combo mode wires them by r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from clair_common.models import (
@@ -44,5 +44,11 @@ class Matcher(Protocol):
     ) -> dict[str, list[UpdateOperation]]: ...
 
     async def update_diff(self, prev: str | None, cur: str) -> UpdateDiff: ...
+
+    def update_diff_batches(
+        self, prev: str | None, cur: str, size: int
+    ) -> AsyncIterator[tuple[str, list[Vulnerability]]]:
+        """The diff's ("added", batch)es, then its ("removed", batch)es, `size` at most each."""
+        ...
 
     async def delete_update_operations(self, refs: Sequence[str]) -> int: ...

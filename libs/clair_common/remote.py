@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -162,6 +162,15 @@ class RemoteMatcher(_Client):
             added=[Vulnerability.from_json(v) for v in doc.get("added") or []],
             removed=[Vulnerability.from_json(v) for v in doc.get("removed") or []],
         )
+
+    async def update_diff_batches(
+        self, prev: str | None, cur: str, size: int
+    ) -> AsyncIterator[tuple[str, list[Vulnerability]]]:
+        # Clair's update_diff route answers the whole diff in one document.
+        diff = await self.update_diff(prev, cur)
+        for reason, vulns in (("added", diff.added), ("removed", diff.removed)):
+            for start in range(0, len(vulns), size):
+                yield reason, vulns[start : start + size]
 
     async def delete_update_operations(self, refs: Sequence[str]) -> int:
         for ref in refs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +16,13 @@ from clair_common.config.models import (
     DEFAULT_REPORT_CACHE_BYTES,
 )
 from clair_common.http.compress import ENCODERS, MIN_SIZE
-from clair_common.models import IndexReport, UpdateDiff, UpdateOperation, VulnerabilityReport
+from clair_common.models import (
+    IndexReport,
+    UpdateDiff,
+    UpdateOperation,
+    Vulnerability,
+    VulnerabilityReport,
+)
 from clair_common.vulnerable import Matcher, default_matchers
 from clair_matcher.candidates import CandidateCache
 from clair_matcher.enrichers import Enricher, default_enrichers
@@ -186,6 +192,13 @@ class MatcherService:
         if diff is None:
             raise LookupError(f"unknown update operation in ({prev}, {cur})")
         return diff
+
+    def update_diff_batches(
+        self, prev: str | None, cur: str, size: int
+    ) -> AsyncIterator[tuple[str, list[Vulnerability]]]:
+        return self.store.update_diff_batches(
+            uuid.UUID(prev) if prev else None, uuid.UUID(cur), size
+        )
 
     async def delete_update_operations(self, refs: Sequence[str]) -> int:
         return await self.store.delete_update_operations([uuid.UUID(r) for r in refs])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -158,44 +158,70 @@ class MatcherStore:
         return len(rows)
 
     async def update_diff(self, prev: uuid.UUID | None, cur: uuid.UUID) -> UpdateDiff | None:
-        async with self.pool.acquire() as conn:
-            cur_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", cur)
-            if cur_row is None:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows = await self._diff_operations(conn, prev, cur)
+            if rows is None:
                 return None
-            prev_row = None
-            if prev is not None:
-                prev_row = await conn.fetchrow(
-                    "SELECT * FROM update_operation WHERE ref = $1", prev
-                )
-                if prev_row is None:
-                    return None
-            for row in (cur_row, prev_row):
-                if row is not None and row["kind"] != "vulnerability":
-                    raise ValueError(f"update operation {row['ref']} is not of kind vulnerability")
+            cur_row, prev_row = rows
             diff = UpdateDiff(cur=_uo(cur_row), prev=_uo(prev_row) if prev_row else None)
-            prev_id = prev_row["id"] if prev_row is not None else None
-            diff.added = [
-                vuln_from_row(r)
-                for r in await conn.fetch(
-                    f"SELECT {VULN_COLUMNS} FROM uo_vuln c JOIN vuln v ON v.id = c.vuln"
-                    " WHERE c.uo = $1 AND NOT EXISTS"
-                    " (SELECT 1 FROM uo_vuln p WHERE p.uo = $2 AND p.vuln = c.vuln)",
-                    cur_row["id"],
-                    prev_id,
-                )
-            ]
-            if prev_id is not None:
-                diff.removed = [
-                    vuln_from_row(r)
-                    for r in await conn.fetch(
-                        f"SELECT {VULN_COLUMNS} FROM uo_vuln p JOIN vuln v ON v.id = p.vuln"
-                        " WHERE p.uo = $1 AND NOT EXISTS"
-                        " (SELECT 1 FROM uo_vuln c WHERE c.uo = $2 AND c.vuln = p.vuln)",
-                        prev_id,
-                        cur_row["id"],
-                    )
-                ]
+            for reason, sql, args in _diff_queries(cur_row, prev_row):
+                found = [vuln_from_row(r) for r in await conn.fetch(sql, *args)]
+                if reason == "added":
+                    diff.added = found
+                else:
+                    diff.removed = found
         return diff
+
+    async def update_diff_batches(
+        self, prev: uuid.UUID | None, cur: uuid.UUID, size: int
+    ) -> AsyncIterator[tuple[str, list[Vulnerability]]]:
+        """`update_diff`'s added, then removed vulnerabilities, `size` at a time, read from one
+        snapshot through a cursor: the first operation of a million-record feed is all
+        "added", and held at once it would take gigabytes. Raises LookupError for an unknown
+        operation."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows = await self._diff_operations(conn, prev, cur)
+            if rows is None:
+                raise LookupError(f"unknown update operation in ({prev}, {cur})")
+            for reason, sql, args in _diff_queries(*rows):
+                cursor = await conn.cursor(sql, *args)
+                while batch := await cursor.fetch(size):
+                    yield reason, [vuln_from_row(r) for r in batch]
+
+    @staticmethod
+    async def _diff_operations(
+        conn: asyncpg.Connection, prev: uuid.UUID | None, cur: uuid.UUID
+    ) -> tuple[asyncpg.Record, asyncpg.Record | None] | None:
+        """The two operations' rows; None if one is unknown."""
+        cur_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", cur)
+        if cur_row is None:
+            return None
+        prev_row = None
+        if prev is not None:
+            prev_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", prev)
+            if prev_row is None:
+                return None
+        for row in (cur_row, prev_row):
+            if row is not None and row["kind"] != "vulnerability":
+                raise ValueError(f"update operation {row['ref']} is not of kind vulnerability")
+        return cur_row, prev_row
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return list(await self.pool.fetch(query, *args))
+
+
+def _diff_queries(
+    cur: asyncpg.Record, prev: asyncpg.Record | None
+) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """(reason, SQL, arguments): the vulnerabilities in `cur` and not in `prev`, then (with a
+    `prev`) those in `prev` and not in `cur`."""
+    prev_id = prev["id"] if prev is not None else None
+    added = (
+        f"SELECT {VULN_COLUMNS} FROM uo_vuln c JOIN vuln v ON v.id = c.vuln"
+        " WHERE c.uo = $1 AND NOT EXISTS"
+        " (SELECT 1 FROM uo_vuln p WHERE p.uo = $2 AND p.vuln = c.vuln)"
+    )
+    out: list[tuple[str, str, tuple[Any, ...]]] = [("added", added, (cur["id"], prev_id))]
+    if prev_id is not None:
+        out.append(("removed", added, (prev_id, cur["id"])))
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,8 +96,10 @@ class Poller:
             if not ops or ops[0].ref != ref:  # a newer operation came meanwhile: that one counts
                 return "superseded"
             prev = ops[1].ref if len(ops) > 1 else None  # None: everything is "added"
-            diff = await self.matcher.update_diff(prev, ref)
-            notifications = await self.notifications(diff.added, diff.removed)
+            counts: dict[Reason, int] = {"added": 0, "removed": 0}
+            notifications = await self.notifications(
+                self.matcher.update_diff_batches(prev, ref, CHUNK), counts
+            )
             set_id = uuid.uuid4()
             bodies = [_body(n) for n in notifications]
             status: Status = "created" if bodies else "delivered"
@@ -109,45 +111,53 @@ class Poller:
                 "update operation %s (%s): %d added, %d removed, %d notifications in %s",
                 ref,
                 updater,
-                len(diff.added),
-                len(diff.removed),
+                counts["added"],
+                counts["removed"],
                 len(bodies),
                 set_id,
             )
             return "notified" if bodies else "nothing affected"
 
     async def notifications(
-        self, added: Sequence[Vulnerability], removed: Sequence[Vulnerability]
+        self,
+        batches: AsyncIterator[tuple[str, list[Vulnerability]]],
+        counts: dict[Reason, int] | None = None,
     ) -> list[Notification]:
-        """Summary mode: one per manifest and reason, its most severe vulnerability (Clair
-        shares the manifest key between both passes, so a manifest with vulnerabilities both
-        added and removed heard only of the added). Else one per (manifest, vulnerability,
-        reason)."""
+        """The diff's notifications, its vulnerabilities taken a batch at a time (a first update
+        operation of a large feed is all "added": it is never held whole).
+
+        Summary mode: one per manifest and reason, its most severe vulnerability, the first of
+        them in diff order (Clair shares the manifest key between both passes, so a manifest
+        with vulnerabilities both added and removed heard only of the added). Else one per
+        (manifest, vulnerability, reason).
+        """
+        worst: dict[tuple[str, Reason], Vulnerability] = {}
         out: list[Notification] = []
-        passes: tuple[tuple[Reason, Sequence[Vulnerability]], ...] = (
-            ("added", added),
-            ("removed", removed),
-        )
-        for reason, vulns in passes:
-            affected = await self._affected(vulns)
-            if self.summary:
-                for digest, found in affected.items():
-                    worst = max(found, key=_rank)  # first of the most severe
-                    out.append(_notification(digest, reason, worst))
-            else:
-                for digest, found in affected.items():
+        async for name, batch in batches:
+            reason: Reason = "removed" if name == "removed" else "added"
+            if counts is not None:
+                counts[reason] += len(batch)
+            affected = await self._affected(batch)
+            for digest, found in affected.items():
+                if not self.summary:
                     out.extend(_notification(digest, reason, v) for v in found)
+                    continue
+                best = max(found, key=_rank)  # first of the most severe
+                known = worst.get((digest, reason))
+                if known is None or _rank(best) > _rank(known):
+                    worst[(digest, reason)] = best
+        out.extend(_notification(digest, reason, v) for (digest, reason), v in worst.items())
         return out
 
     async def _affected(self, vulns: Sequence[Vulnerability]) -> dict[str, list[Vulnerability]]:
         """Manifest digest → the vulnerabilities affecting it, in the indexer's order."""
         out: dict[str, list[Vulnerability]] = {}
-        for start in range(0, len(vulns), CHUNK):
-            chunk = vulns[start : start + CHUNK]
-            answer = await self.indexer.affected_manifests(chunk)
-            for digest, ids in answer.vulnerable_manifests.items():
-                found = out.setdefault(digest, [])
-                found.extend(answer.vulnerabilities[i] for i in ids if i in answer.vulnerabilities)
+        if not vulns:
+            return out
+        answer = await self.indexer.affected_manifests(vulns)
+        for digest, ids in answer.vulnerable_manifests.items():
+            found = out.setdefault(digest, [])
+            found.extend(answer.vulnerabilities[i] for i in ids if i in answer.vulnerabilities)
         return out
 
 
