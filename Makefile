@@ -46,7 +46,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" -x
 
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .clair .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .clair .clair-up .mypy_cache .ruff_cache .pytest_cache
