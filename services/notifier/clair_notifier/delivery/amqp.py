@@ -10,6 +10,7 @@ so a missing exchange fails the delivery rather than being created. Callback mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.connection import make_url
 
 from clair_common.config.notifier import AMQP
 from clair_notifier.delivery import DeliveryError, callback_body, rollups, tls_context
@@ -45,13 +47,16 @@ class AMQPDeliverer:
             errors: list[str] = []
             for uri in self.config.uris:
                 tls = urlsplit(uri).scheme == "amqps"
+                connection = aio_pika.Connection(
+                    make_url(uri), ssl_context=tls_context(self.config.tls) if tls else None
+                )
                 try:
-                    connection = await aio_pika.connect(
-                        uri,
-                        ssl_context=tls_context(self.config.tls) if tls else None,
-                        timeout=TIMEOUT,
-                    )
+                    await connection.connect(timeout=TIMEOUT)
                 except Exception as exc:
+                    # Closed here: aio_pika.connect leaves a failed connection to the garbage
+                    # collector, whose __del__ schedules its close on whatever loop is current.
+                    with contextlib.suppress(Exception):
+                        await connection.close()
                     errors.append(f"{_redacted(uri)}: {exc or type(exc).__name__}")
                     continue
                 self._connection = connection
