@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.feeds",
     "tests.fixtures.broker",
+    "tests.fixtures.rpmbuild",
 ]
 
 

@@ -9,7 +9,6 @@ expected advisories are computed from the served updateinfo with rpm's own versi
 from __future__ import annotations
 
 import gzip
-import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,8 +25,8 @@ from tests.fixtures.rpmbuild import (
     RpmBuilder,
     SourceRpm,
     install_rpms,
+    older_than_fixed,
     rpm_qa,
-    session_builder,
 )
 from tests.indexer.test_scanners_distributions import AL2, AL2023
 from tests.matcher.test_updaters_aws import SERVED, serve_release
@@ -58,25 +57,11 @@ IMAGES: dict[str, tuple[str, list[SourceRpm]]] = {
 }
 
 
-@pytest.fixture(scope="session")
-def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
-    return session_builder(tmp_path_factory)
-
-
 @pytest.fixture
 async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
     updaters = {"sets": ["aws"], "config": {"aws": {"url": feed_server.url}}}
     async with running_combo(pg_dsn, tmp_path / "cache", updaters=updaters) as c:
         yield c
-
-
-def rpm_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
-    """rpm's own `rpm.vercmp` over (a, b) EVR pairs, in one `rpm --eval`."""
-    calls = "".join(f'print(rpm.vercmp("{a}", "{b}")) print(" ") ' for a, b in pairs)
-    out = subprocess.run(
-        ["rpm", "--eval", f"%{{lua: {calls}}}"], check=True, capture_output=True, text=True
-    ).stdout
-    return [int(x) for x in out.split()]
 
 
 def expected_advisories(
@@ -91,12 +76,7 @@ def expected_advisories(
                 if (fixed.get("name"), fixed.get("arch")) == (pkg.name, pkg.arch):
                     evr = f"{fixed.get('epoch')}:{fixed.get('version')}-{fixed.get('release')}"
                     candidates.append((pkg, alas, evr))
-    pairs = [(f"{p.epoch or 0}:{p.version}-{p.release}", evr) for p, _, evr in candidates]
-    out: dict[tuple[str, str], set[str]] = {}
-    for (pkg, alas, _), cmp in zip(candidates, rpm_vercmp(pairs), strict=True):
-        if cmp < 0:
-            out.setdefault((pkg.name, pkg.clair_version), set()).add(alas)
-    return out
+    return older_than_fixed(candidates)
 
 
 async def _scan(

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import bz2
 import re
-import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,16 +27,15 @@ from tests.fixtures.rpmbuild import (
     RpmBuilder,
     SourceRpm,
     install_rpms,
+    older_than_fixed,
+    oval_rpm_fixes,
     rpm_qa,
-    session_builder,
 )
 
 KSPLICE = "feeds/vunnel/tests/unit/providers/oracle/test-fixtures/mock_ksplice_data"
 ELSA_ALL = (
     "feeds/vuls-data-update/pkg/fetch/oracle/linux/testdata/fixtures/com.oracle.elsa-all.xml.bz2"
 )
-OVAL = "{http://oval.mitre.org/XMLSchema/oval-definitions-5}"
-LINUX = "{http://oval.mitre.org/XMLSchema/oval-definitions-5#linux}"
 X86 = "x86_64"
 # Oracle Linux Server 8.7's /etc/os-release as the distribution ships it.
 OS_RELEASE = """NAME="Oracle Linux Server"
@@ -80,11 +77,6 @@ SOURCES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
-    return session_builder(tmp_path_factory)
-
-
 @pytest.fixture
 async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
     updaters = {
@@ -95,54 +87,17 @@ async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIt
         yield c
 
 
-def rpm_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
-    """rpm's own `rpm.vercmp` over (a, b) EVR pairs, in one `rpm --eval`."""
-    calls = "".join(f'print(rpm.vercmp("{a}", "{b}")) print(" ") ' for a, b in pairs)
-    out = subprocess.run(
-        ["rpm", "--eval", f"%{{lua: {calls}}}"], check=True, capture_output=True, text=True
-    ).stdout
-    return [int(x) for x in out.split()]
-
-
-def ol8_fixes(document: bytes) -> list[tuple[str, str, str]]:
-    """(title, package name, fixed EVR) of every OL8 definition's rpminfo check with an EVR."""
-    root = ET.fromstring(document)
-    tests = {t.get("id"): t for t in root.iter(f"{LINUX}rpminfo_test")}
-    names = {o.get("id"): o.findtext(f"{LINUX}name") for o in root.iter(f"{LINUX}rpminfo_object")}
-    evrs = {s.get("id"): s.findtext(f"{LINUX}evr") for s in root.iter(f"{LINUX}rpminfo_state")}
-    out = []
-    for defn in root.iter(f"{OVAL}definition"):
-        if "Oracle Linux 8" not in [p.text for p in defn.iter(f"{OVAL}platform")]:
-            continue
-        title = defn.findtext(f"{OVAL}metadata/{OVAL}title") or ""
-        for criterion in defn.iter(f"{OVAL}criterion"):
-            test = tests.get(criterion.get("test_ref"))
-            if test is None:
-                continue
-            obj, state = test.find(f"{LINUX}object"), test.find(f"{LINUX}state")
-            assert obj is not None and state is not None
-            evr, name = evrs.get(state.get("state_ref")), names.get(obj.get("object_ref"))
-            if evr is not None and name:
-                out.append((title, name, evr))
-    return out
-
-
 def expected_advisories(
     documents: list[bytes], installed: list[InstalledRpm]
 ) -> dict[tuple[str, str], set[str]]:
     candidates = [
         (pkg, title, evr)
         for doc in documents
-        for title, name, evr in ol8_fixes(doc)
+        for title, name, evr in oval_rpm_fixes(doc, "Oracle Linux 8")
         for pkg in installed
         if pkg.name == name
     ]
-    pairs = [(f"{p.epoch or 0}:{p.version}-{p.release}", evr) for p, _, evr in candidates]
-    out: dict[tuple[str, str], set[str]] = {}
-    for (pkg, title, _), cmp in zip(candidates, rpm_vercmp(pairs), strict=True):
-        if cmp < 0:
-            out.setdefault((pkg.name, pkg.clair_version), set()).add(title)
-    return out
+    return older_than_fixed(candidates)
 
 
 async def test_oracle_linux_8_image_against_elsa(

@@ -10,8 +10,6 @@ version compare.
 from __future__ import annotations
 
 import lzma
-import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,14 +24,13 @@ from tests.fixtures.rpmbuild import (
     RpmBuilder,
     SourceRpm,
     install_rpms,
+    older_than_fixed,
+    oval_rpm_fixes,
     rpm_qa,
-    session_builder,
 )
 
 PHOTON3 = "feeds/claircore/photon/testdata/com.vmware.phsa-photon3.xml.xz"
 DOCUMENT = "com.vmware.phsa-photon3.xml"
-OVAL = "{http://oval.mitre.org/XMLSchema/oval-definitions-5}"
-LINUX = "{http://oval.mitre.org/XMLSchema/oval-definitions-5#linux}"
 X86 = "x86_64"
 # Photon OS 3.0's /etc/os-release as the distribution ships it.
 OS_RELEASE = """NAME="VMware Photon OS"
@@ -61,11 +58,6 @@ SOURCES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
-    return session_builder(tmp_path_factory)
-
-
 @pytest.fixture
 async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
     updaters = {"sets": ["photon"], "config": {"photon": {"url": feed_server.url}}}
@@ -73,49 +65,16 @@ async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIt
         yield c
 
 
-def rpm_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
-    """rpm's own `rpm.vercmp` over (a, b) EVR pairs, in one `rpm --eval`."""
-    calls = "".join(f'print(rpm.vercmp("{a}", "{b}")) print(" ") ' for a, b in pairs)
-    out = subprocess.run(
-        ["rpm", "--eval", f"%{{lua: {calls}}}"], check=True, capture_output=True, text=True
-    ).stdout
-    return [int(x) for x in out.split()]
-
-
-def fixes(document: bytes) -> list[tuple[str, str, str]]:
-    """(definition title, package name, fixed EVR) of every rpminfo check with an EVR."""
-    root = ET.fromstring(document)
-    tests = {t.get("id"): t for t in root.iter(f"{LINUX}rpminfo_test")}
-    names = {o.get("id"): o.findtext(f"{LINUX}name") for o in root.iter(f"{LINUX}rpminfo_object")}
-    evrs = {s.get("id"): s.findtext(f"{LINUX}evr") for s in root.iter(f"{LINUX}rpminfo_state")}
-    out = []
-    for defn in root.iter(f"{OVAL}definition"):
-        title = defn.findtext(f"{OVAL}metadata/{OVAL}title") or ""
-        for criterion in defn.iter(f"{OVAL}criterion"):
-            test = tests[criterion.get("test_ref")]
-            obj, state = test.find(f"{LINUX}object"), test.find(f"{LINUX}state")
-            assert obj is not None and state is not None
-            evr = evrs[state.get("state_ref")]
-            if evr is not None:
-                out.append((title, names[obj.get("object_ref")] or "", evr))
-    return out
-
-
 def expected_advisories(
     document: bytes, installed: list[InstalledRpm]
 ) -> dict[tuple[str, str], set[str]]:
     candidates = [
         (pkg, title, evr)
-        for title, name, evr in fixes(document)
+        for title, name, evr in oval_rpm_fixes(document)
         for pkg in installed
         if pkg.name == name
     ]
-    pairs = [(f"{p.epoch or 0}:{p.version}-{p.release}", evr) for p, _, evr in candidates]
-    out: dict[tuple[str, str], set[str]] = {}
-    for (pkg, title, _), cmp in zip(candidates, rpm_vercmp(pairs), strict=True):
-        if cmp < 0:
-            out.setdefault((pkg.name, pkg.clair_version), set()).add(title)
-    return out
+    return older_than_fixed(candidates)
 
 
 async def test_photon3_image_against_photon_oval(
@@ -172,7 +131,11 @@ async def test_photon3_image_against_photon_oval(
     }
     assert {t.split()[0] for t in want[("sqlite", "3.27.2-4.ph3")]} == {
         "PHSA-2020:00001",
-        *{t.split()[0] for t, n, e in fixes(document) if n == "sqlite" and e == "0:3.31.1-1.ph3"},
+        *{
+            t.split()[0]
+            for t, n, e in oval_rpm_fixes(document)
+            if n == "sqlite" and e == "0:3.31.1-1.ph3"
+        },
     }
     assert len(want[("openssl", "1.0.2t-1.ph3")]) == 1
     assert len(want[("python3", "3.7.3-3.ph3")]) == 2

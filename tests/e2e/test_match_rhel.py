@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import subprocess
 import tarfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_packag
 from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
-from tests.fixtures.rpmbuild import RpmBuilder, SourceRpm, install_rpms, session_builder
+from tests.fixtures.rpmbuild import RpmBuilder, SourceRpm, install_rpms, rpm_vercmp
 
 VULS_VEX = "feeds/vuls-data-update/pkg/fetch/redhat/vex/v1/testdata/fixtures"
 MAPPING = "feeds/vuls-data-update/pkg/fetch/redhat/repository2cpe/testdata/fixtures"
@@ -42,22 +41,6 @@ PACKAGES = [
     ("bpftool", "4.18.0", "553.5.1.el8_10"),
     ("libtiff", "4.0.9", "29.el8"),
 ]
-
-
-@pytest.fixture(scope="session")
-def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
-    return session_builder(tmp_path_factory)
-
-
-def rpm_vercmp(a: str, b: str) -> int:
-    """rpm's own comparison of two [epoch:]version-release strings."""
-    out = subprocess.run(
-        ["rpm", "--eval", f"%{{lua: print(rpm.vercmp('{a}', '{b}'))}}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return int(out.strip())
 
 
 def archive_documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -126,7 +109,7 @@ def expected_findings(
                     if quals.get("arch") != "x86_64":
                         continue
                     fixed = f"{quals.get('epoch', '0')}:{version}"
-                    if rpm_vercmp(f"0:{installed[name]}", fixed) < 0:
+                    if rpm_vercmp([(f"0:{installed[name]}", fixed)])[0] < 0:
                         out[name].add(doc["document"]["tracking"]["id"])
     return out
 

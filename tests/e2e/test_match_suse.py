@@ -10,7 +10,6 @@ expected advisories are computed here from the document with rpm's own version c
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from tests.fixtures.rpmbuild import (
     RpmBuilder,
     SourceRpm,
     install_rpms,
+    older_than_fixed,
     rpm_qa,
-    session_builder,
 )
 from tests.matcher.test_updaters_suse import SLES15_FILE, expected_records, serve_suse
 
@@ -53,25 +52,11 @@ SOURCES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def rpm_builder(tmp_path_factory: pytest.TempPathFactory) -> RpmBuilder:
-    return session_builder(tmp_path_factory)
-
-
 @pytest.fixture
 async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
     updaters = {"sets": ["suse"], "config": {"suse": {"url": feed_server.url + "oval/"}}}
     async with running_combo(pg_dsn, tmp_path / "cache", updaters=updaters) as c:
         yield c
-
-
-def rpm_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
-    """rpm's own `rpm.vercmp` over (a, b) EVR pairs, in one `rpm --eval`."""
-    calls = "".join(f'print(rpm.vercmp("{a}", "{b}")) print(" ") ' for a, b in pairs)
-    out = subprocess.run(
-        ["rpm", "--eval", f"%{{lua: {calls}}}"], check=True, capture_output=True, text=True
-    ).stdout
-    return [int(x) for x in out.split()]
 
 
 def arch_applies(arch: str, op: str, installed: str) -> bool:
@@ -93,12 +78,7 @@ def expected_advisories(
         for pkg in installed
         if pkg.name == name and arch_applies(arch, op, pkg.arch)
     ]
-    pairs = [(f"{p.epoch or 0}:{p.version}-{p.release}", evr) for p, _, evr in candidates]
-    out: dict[tuple[str, str], set[str]] = {}
-    for (pkg, title, _), cmp in zip(candidates, rpm_vercmp(pairs), strict=True):
-        if cmp < 0:
-            out.setdefault((pkg.name, pkg.clair_version), set()).add(title)
-    return out
+    return older_than_fixed(candidates)
 
 
 async def test_sles15_image_against_suse_oval(
