@@ -12,20 +12,18 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.models import Vulnerability
 from clair_indexer.scanners.rpm_distributions import aws_from_os_release_text
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import FeedError, FetchResult, Unchanged
 from clair_matcher.updaters.aws import RELEASES, AwsFactory, AwsUpdater
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 AMAZON = "feeds/vuln-list-update/amazon/testdata/fixtures"
 VULS_AMAZON = "feeds/vuls-data-update/pkg/fetch/amazon/testdata/fixtures"
@@ -250,20 +248,8 @@ async def test_fingerprint_is_the_repomd_checksum_and_unchanged_fetches_nothing(
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, feed_server: FeedServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["aws"],
-        config={"aws": {"url": feed_server.url}},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(matcher_pool, pg_dsn, "aws", {"url": feed_server.url}) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_broken_documents_keep_previous_data(

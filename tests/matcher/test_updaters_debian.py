@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.distributions import debian_distribution as release_distribution
 from clair_common.models import Vulnerability
 from clair_indexer.scanners.distributions import debian_from_os_release
@@ -34,7 +32,7 @@ from clair_matcher.updaters.debian import (
     suite_directories,
 )
 from clair_matcher.updaters.registry import build_factories
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 TRACKER_EXCERPTS = (
     "feeds/vunnel/tests/unit/providers/debian/test-fixtures/input/debian.json",
@@ -306,20 +304,10 @@ def test_malformed_records_name_the_entry(tmp_path: Path) -> None:
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, feed_server: FeedServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["debian"],
-        config={"debian": debian_config(feed_server)},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(
+        matcher_pool, pg_dsn, "debian", debian_config(feed_server)
+    ) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_truncated_keep_previous_data(

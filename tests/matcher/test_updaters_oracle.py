@@ -8,20 +8,19 @@ import bz2
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.distributions import oracle_distribution
 from clair_common.models import Vulnerability
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import ConfigProblem, FetchResult
 from clair_matcher.updaters.oracle import OracleFactory, OracleUpdater
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 ELSA_ALL = (
     "feeds/vuls-data-update/pkg/fetch/oracle/linux/testdata/fixtures/com.oracle.elsa-all.xml.bz2"
@@ -205,20 +204,10 @@ async def test_userspace_ksplice_only_definitions_are_dropped(
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, feed_server: FeedServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["oracle"],
-        config={"oracle": {"url": feed_server.url, "years": [2021, 2023]}},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(
+        matcher_pool, pg_dsn, "oracle", {"url": feed_server.url, "years": [2021, 2023]}
+    ) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_broken_documents_keep_previous_data(

@@ -12,7 +12,6 @@ import lzma
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -20,13 +19,12 @@ import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.models import Vulnerability
 from clair_indexer.scanners.rpm_distributions import photon_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import FetchResult
 from clair_matcher.updaters.photon import PhotonFactory, PhotonUpdater
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 PHOTON3 = "feeds/claircore/photon/testdata/com.vmware.phsa-photon3.xml.xz"
 EXCERPTS = "feeds/vuls-data-update/pkg/fetch/photon/oval/testdata/fixtures/happy"
@@ -166,20 +164,8 @@ async def test_photon5_excerpt(
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, feed_server: FeedServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["photon"],
-        config={"photon": {"url": feed_server.url}},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(matcher_pool, pg_dsn, "photon", {"url": feed_server.url}) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_truncated_document_keeps_previous_data(

@@ -14,7 +14,6 @@ import json
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -22,14 +21,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.distributions import leap_distribution, sles_distribution
 from clair_common.models import ZERO_TIME, Vulnerability
 from clair_indexer.scanners.rpm_distributions import suse_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import FeedError, FetchResult
 from clair_matcher.updaters.suse import SuseFactory, SuseUpdater, normalize_severity
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 SLES15 = "feeds/vunnel/tests/unit/providers/sles/test-fixtures/suse_truncated.xml"
 LEAP151 = "feeds/vulnerablecode/vulnerabilities/tests/test_data/suse_oval_data.xml"
@@ -306,20 +304,10 @@ def test_severity_table() -> None:
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, feed_server: FeedServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["suse"],
-        config={"suse": {"url": feed_server.url + "oval/"}},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(
+        matcher_pool, pg_dsn, "suse", {"url": feed_server.url + "oval/"}
+    ) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_truncated_document_keeps_previous_data(

@@ -13,7 +13,6 @@ import bz2
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from clair_common.db.locks import AdvisoryLocks
 from clair_common.distributions import ubuntu_distribution
 from clair_common.models import ZERO_TIME, Vulnerability
 from clair_indexer.scanners import osrelease
@@ -31,7 +29,7 @@ from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
 from clair_matcher.updaters.registry import build_factories
 from clair_matcher.updaters.ubuntu import UbuntuFactory, UbuntuUpdater, normalize_severity
-from tests.fixtures.feeds import FeedServer
+from tests.fixtures.feeds import FeedServer, updater_scheduler
 
 EXCERPT = "feeds/vulnerablecode/vulnerabilities/tests/test_data/ubuntu_oval_data.xml"
 BIONIC_OS_RELEASE = "layers/claircore/ubuntu/testdata/dist/18.04/etc/os-release"
@@ -410,20 +408,8 @@ async def test_dpkginfo_rules(canonical: CanonicalServer, client: aiohttp.Client
 async def scheduler(
     matcher_pool: asyncpg.Pool, pg_dsn: str, canonical: CanonicalServer
 ) -> AsyncIterator[UpdateScheduler]:
-    locks = AdvisoryLocks(pg_dsn)
-    made = UpdateScheduler(
-        matcher_pool,
-        locks,
-        sets=["ubuntu"],
-        config={"ubuntu": ubuntu_config(canonical)},
-        period=timedelta(hours=6),
-        retention=10,
-    )
-    try:
+    async with updater_scheduler(matcher_pool, pg_dsn, "ubuntu", ubuntu_config(canonical)) as made:
         yield made
-    finally:
-        await made.close()
-        await locks.close()
 
 
 async def test_runs_unchanged_then_broken_documents_keep_previous_data(
