@@ -83,12 +83,6 @@ class RemoteIndexer(_Client):
         )
         return IndexReport.from_json(doc)
 
-    async def index_report(self, digest: str) -> IndexReport | None:
-        status, doc, _ = await self._request(
-            "GET", f"/indexer/api/v1/index_report/{digest}", ok=(200, 404)
-        )
-        return IndexReport.from_json(doc) if status == 200 else None
-
     async def index_report_json(self, digest: str) -> bytes | None:
         status, raw, _ = await self._request(
             "GET", f"/indexer/api/v1/index_report/{digest}", ok=(200, 404), parse=False

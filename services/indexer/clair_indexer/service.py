@@ -101,10 +101,6 @@ class IndexerService:
     async def state(self) -> str:
         return self._state
 
-    async def index_report(self, digest: str) -> IndexReport | None:
-        raw = await self.store.report_json(digest)
-        return IndexReport.from_json(orjson.loads(raw)) if raw is not None else None
-
     async def index_report_json(self, digest: str) -> bytes | None:
         return await self.store.report_json(digest)
 

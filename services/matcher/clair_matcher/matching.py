@@ -102,17 +102,15 @@ class _ShapeQuery:
         if i not in owned:
             owned.append(i)
 
-    def parameters(self, wanted: Sequence[int]) -> list[list[object]]:
-        """Columns of the q table: one row per wanted key and package name (binary, then
-        source)."""
+    def parameters(self, wanted: Sequence[tuple[int, _Key]]) -> list[list[object]]:
+        """Columns of the q table: one row per wanted (index, key) and package name (binary,
+        then source)."""
         width = len(self.constraints)
         index: list[object] = []
         names: list[object] = []
         kinds: list[object] = []
         values: list[list[object]] = [[] for _ in range(width)]
-        keys = list(self.keys)
-        for i in wanted:
-            key = keys[i]
+        for i, key in wanted:
             for name, kind in ((key[0], key[1]), (key[2], key[3])):
                 if not name:
                     continue
@@ -130,11 +128,11 @@ class _ShapeQuery:
         selected = tuple(c for c in RULE_COLUMNS if c in self.rule_columns)
         signature = (columns, self.need_fixed, selected)
         found: list[dict[int, Vulnerability]] = [{} for _ in self.keys]
-        missing: list[int] = []
+        missing: list[tuple[int, _Key]] = []
         for i, key in enumerate(self.keys):
             cached = cache.get((signature, key)) if cache is not None else None
             if cached is None:
-                missing.append(i)
+                missing.append((i, key))
             else:
                 found[i] = cached
         self.found = found
@@ -154,9 +152,8 @@ class _ShapeQuery:
                 )
             found[row[0]][row[1]] = vuln
         if cache is not None:
-            keys = list(self.keys)
-            for i in missing:
-                cache.put((signature, keys[i]), found[i])
+            for i, key in missing:
+                cache.put((signature, key), found[i])
 
     def candidates(self, owner: _Owner) -> dict[int, Vulnerability]:
         """The pooled candidates of a (matcher, package): those of every key it owns."""
