@@ -15,8 +15,8 @@ from clair_common.http.compress import choose_encoding
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.routes import Operation, Reply
-from clair_common.models import IndexState, UpdateOperation, is_digest
-from clair_matcher.service import MatcherService
+from clair_common.models import UpdateOperation, is_digest
+from clair_matcher.service import MatcherService, ReportNotFinished
 
 PREFIX = "/matcher/api/v1"
 REPORT_TYPE = "application/vnd.clair.vulnerability_report.v1+json"
@@ -63,20 +63,22 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         index_json, index_state, refs = await asyncio.gather(
             indexer.index_report_json(digest), indexer.state(), service.latest_refs()
         )
-        # Parsed as a plain document: the typed IndexReport is built only to match (a miss).
-        index_doc = orjson.loads(index_json) if index_json is not None else {}
-        if index_json is None or index_doc.get("state") != IndexState.FINISHED:
+        if index_json is None:
             raise not_found(f'index report for manifest "{digest}" not found')
         headers = {
             "Cache-Control": f"max-age={cache_age}",
             "ETag": service.report_etag(digest, index_state, refs, index_json),
             "Vary": "Accept",
         }
+        # The tag covers the stored index report, and only finished ones are ever answered
+        # with one: a match needs no parse of the report (nor does a cached body, below).
         if if_none_match(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         encoding = choose_encoding(request.headers.get("accept-encoding", ""))
         try:
-            body, encoded = await service.report_body(index_doc, headers["ETag"], refs, encoding)
+            body, encoded = await service.report_body(index_json, headers["ETag"], refs, encoding)
+        except ReportNotFinished as err:
+            raise not_found(f'index report for manifest "{digest}" not found') from err
         except Exception as err:
             raise APIError(500, f"failed to start scan: {err}") from err
         if encoded and encoding is not None:  # compressed here, so the middleware passes it

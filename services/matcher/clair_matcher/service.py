@@ -18,6 +18,7 @@ from clair_common.config.models import (
 from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import (
     IndexReport,
+    IndexState,
     UpdateDiff,
     UpdateOperation,
     Vulnerability,
@@ -30,6 +31,10 @@ from clair_matcher.enrichment import enrich_report
 from clair_matcher.ingest import KIND_ENRICHMENT
 from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
+
+
+class ReportNotFinished(LookupError):
+    """The index report exists but is not finished: there is nothing to match yet."""
 
 
 class ReportCache:
@@ -137,11 +142,12 @@ class MatcherService:
         return out
 
     async def report_json(
-        self, index_doc: dict[str, Any], etag: str, refs: Sequence[tuple[str, str, str]]
+        self, index_json: bytes, etag: str, refs: Sequence[tuple[str, str, str]]
     ) -> bytes:
-        """The serialized vulnerability report under `etag`, matched only if not cached.
+        """The serialized vulnerability report under `etag`, matched only if not cached;
+        raises ReportNotFinished for an index report that is not (or not yet) finished.
 
-        `index_doc` is the index report's JSON document; `etag` and `refs` are `report_etag`'s
+        `index_json` is the stored index report; `etag` and `refs` are `report_etag`'s
         tag and the refs it was computed from. The body is cached only if those refs were
         still the newest once matching finished, so a report matched against newer data (which
         the next request corrects) never stays in the cache under the older tag, where a
@@ -151,6 +157,9 @@ class MatcherService:
         body = cache.get(etag) if cache is not None else None
         if body is not None:
             return body
+        index_doc = orjson.loads(index_json)
+        if index_doc.get("state") != IndexState.FINISHED:
+            raise ReportNotFinished(index_doc.get("manifest_hash", ""))
         report = IndexReport.from_json(index_doc)
         body = orjson.dumps(_report_doc(await self.scan(report, refs), index_doc))
         if cache is not None and list(refs) == await self.latest_refs():
@@ -159,7 +168,7 @@ class MatcherService:
 
     async def report_body(
         self,
-        index_doc: dict[str, Any],
+        index_json: bytes,
         etag: str,
         refs: Sequence[tuple[str, str, str]],
         encoding: str | None,
@@ -168,7 +177,7 @@ class MatcherService:
 
         Polling clients ask for the same report again and again: it is compressed once.
         """
-        body = await self.report_json(index_doc, etag, refs)
+        body = await self.report_json(index_json, etag, refs)
         if encoding is None or len(body) < MIN_SIZE:
             return body, False
         cache = self.report_cache
