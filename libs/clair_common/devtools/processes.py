@@ -8,6 +8,8 @@ import pwd
 import signal
 import subprocess
 
+from clair_common.devtools.sysdeps import SYSTEM_TOOLS, locate
+
 
 def stop_process(
     proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, timeout: float = 15
@@ -34,3 +36,9 @@ def nginx_user_args() -> list[str]:
     user = pwd.getpwuid(os.geteuid()).pw_name
     group = grp.getgrgid(os.getegid()).gr_name
     return ["--user", f"{user} {group}"]
+
+
+def find_nginx() -> str | None:
+    """The nginx binary `make system-deps` installs (PATH, then /usr/sbin), if any."""
+    tool = next(t for t in SYSTEM_TOOLS if t.name == "nginx")
+    return locate(tool)["nginx"]

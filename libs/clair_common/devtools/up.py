@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clair_common.config import ConfigError, load_config
-from clair_common.devtools.processes import nginx_user_args, stop_process
-from clair_common.devtools.sysdeps import SYSTEM_TOOLS, locate
+from clair_common.devtools.processes import find_nginx, nginx_user_args, stop_process
 from clair_common.embedded_pg import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
@@ -56,8 +55,7 @@ def _free_port() -> int:
 
 
 def _nginx() -> str:
-    tool = next(t for t in SYSTEM_TOOLS if t.name == "nginx")
-    path = locate(tool)["nginx"]
+    path = find_nginx()
     if path is None:
         raise SystemExit("up: nginx not found: run `make system-deps`")
     return path
