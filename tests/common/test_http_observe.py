@@ -121,7 +121,10 @@ async def test_concurrency_limit_answers_429_when_saturated() -> None:
         return Response(b"done")
 
     limit = Middleware(
-        ConcurrencyLimitMiddleware, limit=1, applies=lambda method, path: path == "/test/slow"
+        ConcurrencyLimitMiddleware,
+        limit=1,
+        applies=lambda method, path: path == "/test/slow",
+        endpoints=frozenset({"/test/slow"}),
     )
     app = build_api_app(
         tiny_operations(Operation("GET", "/test/slow", slow, "Slow", "slow", "internal")),

@@ -23,6 +23,12 @@ log = logging.getLogger("clair.http")
 GROUPS = ("indexerv1", "matcherv1", "notificationv1", "discovery")
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _SIZE_BUCKETS = (200, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+# Methods a client sends are arbitrary tokens; as label values they would mint a series per
+# junk method. The standard ones keep their name, anything else counts as "unknown" (what Go's
+# promhttp does since CVE-2022-21698).
+_KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE")
+)
 
 
 class _GroupMetrics:
@@ -90,6 +96,10 @@ def handler_label(pattern: str) -> str:
             segment = ":" + segment[1:-1].split(":", 1)[0]
         out.append(segment)
     return "/".join(out)
+
+
+def method_label(method: str) -> str:
+    return method.lower() if method in _KNOWN_METHODS else "unknown"
 
 
 def new_request_id() -> str:
@@ -165,7 +175,7 @@ class ObserveMiddleware:
             gauge.dec()
             elapsed = time.perf_counter() - started
             metrics.observe(
-                (handler, str(status), method.lower()), elapsed, request_size, response_size
+                (handler, str(status), method_label(method)), elapsed, request_size, response_size
             )
             if log.isEnabledFor(logging.INFO):
                 log.info(

@@ -199,6 +199,10 @@ def build_operations(service: IndexerService) -> list[Operation]:
     ]
 
 
+# The limited paths a refusal metric may name (any other limited path is a 404 anyway).
+LIMITED_ENDPOINTS = frozenset((f"{PREFIX}/index_report", f"{PREFIX}/internal/affected_manifest/"))
+
+
 def limited(method: str, path: str) -> bool:
     """Clair limits every POST under the API and every call to exactly index_report."""
     return (method == "POST" and path.startswith(PREFIX + "/")) or path == f"{PREFIX}/index_report"

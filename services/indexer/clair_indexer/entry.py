@@ -16,7 +16,7 @@ from clair_common.db.pool import create_pool
 from clair_common.http.limit import ConcurrencyLimitMiddleware
 from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
-from clair_indexer.app import build_operations, limited
+from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
 from clair_indexer.fetch import LayerFetcher
 from clair_indexer.scanners import default_scanners
 from clair_indexer.service import IndexerService
@@ -50,7 +50,9 @@ def _cache_dir(cfg: Any) -> Path:
 
 def concurrency_middleware(limit: int | None) -> Middleware:
     """Clair's 429 limit on index requests; None admits everything."""
-    return Middleware(ConcurrencyLimitMiddleware, limit=limit, applies=limited)
+    return Middleware(
+        ConcurrencyLimitMiddleware, limit=limit, applies=limited, endpoints=LIMITED_ENDPOINTS
+    )
 
 
 async def start(ctx: ServiceContext) -> RunningIndexer:
@@ -74,13 +76,7 @@ async def start(ctx: ServiceContext) -> RunningIndexer:
     )
     await service.start()
     limit = cfg.index_report_request_concurrency
-    middleware = [
-        Middleware(
-            ConcurrencyLimitMiddleware,
-            limit=limit if limit and limit > 0 else None,
-            applies=limited,
-        )
-    ]
+    middleware = [concurrency_middleware(limit if limit and limit > 0 else None)]
     return RunningIndexer(
         api=service,
         operations=build_operations(service),
