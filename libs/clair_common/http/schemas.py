@@ -61,6 +61,15 @@ _DISTRIBUTIONS = _map_of(ref("Distribution"))
 _REPOSITORIES = _map_of(ref("Repository"))
 _ENVIRONMENTS = _map_of({"type": "array", "items": ref("Environment")})
 
+_VULN_STRINGS = ("id", "updater", "name", "description", "links", "severity", "fixed_in_version")
+_PACKAGE_STRINGS = ("id", "name", "version", "kind", "module", "arch", "cpe", "normalized_version")
+
+
+def _loose_object(strings: tuple[str, ...], **more: Schema) -> Schema:
+    """An optional nested object of a request: its known members are strings when present."""
+    return {"type": ["object", "null"], "properties": {**dict.fromkeys(strings, _STRING), **more}}
+
+
 COMPONENTS: dict[str, Schema] = {
     "Digest": {
         "type": "string",
@@ -212,11 +221,43 @@ COMPONENTS: dict[str, Schema] = {
             },
         },
     ),
-    "AffectedManifestsRequest": _record(
-        "Vulnerabilities whose affected manifests are wanted.",
-        {"vulnerabilities": {"type": "array", "items": ref("Vulnerability")}},
-        closed=False,
-    ),
+    "PackageQuery": {
+        **_loose_object(_PACKAGE_STRINGS, source=ref("PackageQuery")),
+        "description": "A package inside a VulnerabilityQuery.",
+    },
+    "VulnerabilityQuery": {
+        "type": "object",
+        "description": (
+            "A vulnerability as a client sends it: members may be missing (Go's zero values) "
+            "and unknown ones are ignored, but present ones must have the right type."
+        ),
+        "properties": {
+            **dict.fromkeys(_VULN_STRINGS, _STRING),
+            "issued": {"type": ["string", "null"]},
+            "normalized_severity": {"anyOf": [ref("NormalizedSeverity"), {"const": ""}]},
+            "package": ref("PackageQuery"),
+            "distribution": _loose_object(DISTRIBUTION_FIELDS),
+            "repository": _loose_object(("id", "name", "key", "uri", "cpe")),
+            "range": {"anyOf": [ref("Range"), {"type": "null"}]},
+            "arch_op": {"enum": ["", "equals", "not equals", "pattern match"]},
+        },
+    },
+    "AffectedManifestsRequest": {
+        "description": (
+            "Vulnerabilities whose affected manifests are wanted: the object Clair's code "
+            "reads, or the bare array Clair's own OpenAPI document shows."
+        ),
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["vulnerabilities"],
+                "properties": {
+                    "vulnerabilities": {"type": "array", "items": ref("VulnerabilityQuery")}
+                },
+            },
+            {"type": "array", "items": ref("VulnerabilityQuery")},
+        ],
+    },
     "AffectedManifests": _record(
         "Manifests affected by some vulnerabilities; id lists are most severe first.",
         {

@@ -12,6 +12,7 @@ from clair_common.http.compress import choose_encoding
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.routes import Operation, Reply
+from clair_common.http.validate import check_body
 from clair_common.models import Manifest, ModelError, Vulnerability, is_digest
 from clair_indexer.service import IndexerService, IndexFailed
 
@@ -110,10 +111,9 @@ def build_operations(service: IndexerService) -> list[Operation]:
     async def affected_manifest(request: Request) -> Response:
         media = negotiate(request, AFFECTED_TYPE)
         doc = await _body(request, "vulnerability list")
+        check_body("AffectedManifestsRequest", doc, "vulnerability list")
         # Clair's code reads {"vulnerabilities": [...]}; its OpenAPI says a bare array.
-        items = doc.get("vulnerabilities") if isinstance(doc, dict) else doc
-        if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
-            raise bad_request("failed to deserialize vulnerability list")
+        items = doc["vulnerabilities"] if isinstance(doc, dict) else doc
         vulns = [Vulnerability.from_json(v) for v in items]
         affected = await service.affected_manifests(vulns)
         return _json(affected.to_json(), media_type=media)
