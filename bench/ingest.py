@@ -1,18 +1,20 @@
-"""Benchmark: one updater run of a million-record feed, against a bare COPY of its rows.
+"""Benchmark: one updater run of a million-row feed, against a bare COPY of its rows.
 
-An OSV PyPI feed (`ecosystems.txt` and `PyPI/all.zip`, the real wire format) of at least
-1,000,000 vulnerability records is generated in a temporary directory and served by a local
-HTTP server. Then, on fresh databases of one embedded PostgreSQL:
+An OS-shaped feed (bench/_feeds.py: the Debian Security Tracker's JSON with this machine's
+installed source packages and synthetic ones, and a mirror to discover the releases from) of
+about 1,000,000 rows is generated in a temporary directory and served by a local HTTP server;
+`--feed osv` generates an OSV PyPI feed (`ecosystems.txt`, `PyPI/all.zip`) instead. Then,
+interleaved for `--rounds`, on fresh databases of one embedded PostgreSQL:
 
-  (a) a subprocess runs the osv updater set once through `UpdateScheduler.run_once()`: fetch,
-      parse, hash, dedupe, COPY, links, latest-operation bookkeeping, GC
-  (b) the same final `vuln` rows (dumped from (a)'s database) are COPYed into the same
-      indexed table of an empty database
+  (a) a subprocess runs the updater set once through `UpdateScheduler.run_once()`: fetch,
+      parse, hash, dedupe, COPY, links, latest-operation bookkeeping, GC, VACUUM
+  (b) the same final `vuln` rows (dumped from the first (a)'s database) are COPYed, binary,
+      into the same indexed table of an empty database
 
-and prints (a), (b), (a)/(b) (goal: at most 2) and the peak RSS (VmHWM) of (a)'s process
-(goal: under 500 MB). `bench/match.py` reuses the feed and the ingest of this module.
+and prints the medians, (a)/(b) (goal: at most 2) and the peak RSS (VmHWM) of (a)'s process
+(goal: under 500 MB). `bench/match.py` reuses the feeds and the ingest of this module.
 
-Usage: .venv/bin/python bench/ingest.py [--records 1000000] [--packages 200000]
+Usage: .venv/bin/python bench/ingest.py [--feed debian|osv] [--records 1000000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._feeds import debian_updater_config, installed_sources, write_debian_feed  # noqa: E402
+from bench._harness import goal, interleaved, median, peak_rss_mib, summary  # noqa: E402
 from clair_common.embedded_pg import (  # noqa: E402
     EmbeddedPostgres,
     dsn_with_database,
@@ -50,6 +54,7 @@ from clair_common.embedded_pg import (  # noqa: E402
 )
 
 RANGES_PER_ADVISORY = 4
+INSTALLED_STATUS = Path("/var/lib/dpkg/status")  # what bench/_layers.py puts in its layer
 _CVSS = (
     "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
     "CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:U/C:L/I:N/A:N",
@@ -140,14 +145,7 @@ def backend_cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _updater_run(dsn: str, url: str) -> dict[str, Any]:
+async def _updater_run(dsn: str, feed: str, url: str) -> dict[str, Any]:
     from clair_common.db.locks import AdvisoryLocks
     from clair_common.db.migrate import migrate
     from clair_common.db.pool import create_pool
@@ -159,8 +157,8 @@ async def _updater_run(dsn: str, url: str) -> dict[str, Any]:
     scheduler = UpdateScheduler(
         pool,
         locks,
-        sets=["osv"],
-        config={"osv": {"url": url}},
+        sets=[feed],
+        config=updater_config(feed, url),
         period=timedelta(hours=6),
         retention=10,
     )
@@ -190,32 +188,56 @@ async def _updater_run(dsn: str, url: str) -> dict[str, Any]:
     }
 
 
-def run_updater_subprocess(dsn: str, url: str) -> dict[str, Any]:
+def updater_config(feed: str, url: str) -> dict[str, Any]:
+    if feed == "debian":
+        return debian_updater_config(url)
+    return {"osv": {"url": url}}
+
+
+def generate(feed: str, directory: Path, records: int, packages: int) -> int:
+    """Write the feed named `feed` under `directory`; returns the rows it will store."""
+    if feed == "debian":
+        return write_debian_feed(directory, records, installed_sources(INSTALLED_STATUS))
+    return generate_feed(directory, records, packages)
+
+
+def run_updater_subprocess(dsn: str, url: str, feed: str = "osv") -> dict[str, Any]:
     """(a) in its own process, so that its peak RSS is the ingest's alone."""
     cmd = [sys.executable, str(Path(__file__)), "--run-case", "updater", "--dsn", dsn]
-    out = subprocess.run([*cmd, "--url", url], check=True, capture_output=True, text=True)
+    cmd += ["--feed", feed, "--url", url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
-async def bare_copy(source_dsn: str, target_dsn: str, dump: Path) -> tuple[float, float]:
-    """(b): the final vuln rows of `source_dsn`, COPYed into an empty, indexed `vuln`;
-    returns (seconds, backend CPU seconds)."""
-    import asyncpg
-
-    from clair_common.db.migrate import migrate
+def _columns() -> list[str]:
     from clair_matcher.ingest import STAGE_COLUMNS
 
-    columns = ["updater", *STAGE_COLUMNS]
+    return ["updater", *STAGE_COLUMNS]
+
+
+async def dump_rows(source_dsn: str, dump: Path) -> None:
+    """The final vuln rows of `source_dsn`, in binary COPY format."""
+    import asyncpg
+
     src = await asyncpg.connect(source_dsn)
     try:
         await src.copy_from_query(
-            f"SELECT {', '.join(columns)} FROM matcher.vuln ORDER BY id",
+            f"SELECT {', '.join(_columns())} FROM matcher.vuln ORDER BY id",
             output=str(dump),
             format="binary",
         )
     finally:
         await src.close()
+
+
+async def bare_copy(target_dsn: str, dump: Path) -> tuple[float, float]:
+    """(b): `dump` COPYed into an empty, indexed `vuln`; returns (seconds, backend CPU)."""
+    import asyncpg
+
+    from clair_common.db.migrate import migrate
+
+    columns = _columns()
     await migrate(target_dsn, "matcher", "clair_matcher")
     dst = await asyncpg.connect(target_dsn)
     try:
@@ -235,20 +257,22 @@ def fresh_database(pg: EmbeddedPostgres, name: str) -> str:
     return dsn_with_database(pg.dsn, name)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--feed", choices=("debian", "osv"), default="debian")
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--packages", type=int, default=200_000, help="distinct package names")
+    parser.add_argument("--packages", type=int, default=200_000, help="osv: distinct names")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--run-case", choices=["updater"], help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_case == "updater":
         logging.basicConfig(level=logging.WARNING)
-        result = asyncio.run(_updater_run(args.dsn, args.url))
+        result = asyncio.run(_updater_run(args.dsn, args.feed, args.url))
         result["peak_rss_mib"] = peak_rss_mib()
         print(json.dumps(result))
-        return
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     work.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user when we are root
@@ -256,34 +280,48 @@ def main() -> None:
     pg.start()
     try:
         started = time.perf_counter()
-        records = generate_feed(work / "feed", args.records, args.packages)
-        size = (work / "feed" / "PyPI" / "all.zip").stat().st_size / 2**20
+        records = generate(args.feed, work / "feed", args.records, args.packages)
+        size = sum(f.stat().st_size for f in (work / "feed").rglob("*") if f.is_file()) / 2**20
         print(
-            f"feed: {records:,} records, all.zip {size:.0f} MiB"
+            f"feed: {args.feed}, {records:,} rows, {size:.0f} MiB"
             f" (generated in {time.perf_counter() - started:.0f} s)"
         )
+        dump = work / "rows.copy"
+        runs: list[dict[str, Any]] = []
+        cpu: list[float] = []
         with serve_directory(work / "feed") as url:
-            a = run_updater_subprocess(fresh_database(pg, "updater"), url)
-        b, b_cpu = asyncio.run(
-            bare_copy(
-                dsn_with_database(pg.dsn, "updater"),
-                fresh_database(pg, "baseline"),
-                work / "rows.copy",
-            )
-        )
-        ratio = a["seconds"] / b
-        print(f"rows in vuln:           {a['rows']:,}")
+
+            def updater() -> float:
+                dsn = fresh_database(pg, f"updater{len(runs)}")
+                runs.append(run_updater_subprocess(dsn, url, args.feed))
+                if not dump.exists():
+                    asyncio.run(dump_rows(dsn, dump))
+                return float(runs[-1]["seconds"])
+
+            def baseline() -> float:
+                seconds, backend = asyncio.run(
+                    bare_copy(fresh_database(pg, f"copy{len(cpu)}"), dump)
+                )
+                cpu.append(backend)
+                return seconds
+
+            samples = interleaved({"updater": updater, "copy": baseline}, args.rounds)
+        a, b = median(samples["updater"]), median(samples["copy"])
+        first = runs[0]
+        print(f"rows in vuln:           {first['rows']:,}")
         print(
-            f"(a) updater run:        {a['seconds']:.2f} s"
-            f" (CPU: Python {a['python_cpu']:.2f} s, PostgreSQL {a['db_cpu']:.2f} s)"
+            f"(a) updater run:        median {a:.2f} s of {len(runs)}"
+            f" (CPU of the first: Python {first['python_cpu']:.2f} s,"
+            f" PostgreSQL {first['db_cpu']:.2f} s)"
         )
-        print(f"(b) bare COPY:          {b:.2f} s (CPU: PostgreSQL {b_cpu:.2f} s)")
-        print(f"(a)/(b):                {ratio:.2f} (goal <= 2)")
-        print(f"peak RSS of (a):        {a['peak_rss_mib']:.0f} MiB (goal < 500 MB)")
+        print(f"(b) bare COPY:          median {b:.2f} s (CPU: PostgreSQL {median(cpu):.2f} s)")
+        goal("(a)/(b)", a / b, 2.0)
+        goal("peak RSS of (a)", max(r["peak_rss_mib"] for r in runs), 500, unit=" MiB")
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return summary()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
