@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.feeds",
     "tests.fixtures.broker",
     "tests.fixtures.rpmbuild",
+    "tests.fixtures.faulty",
 ]
 
 

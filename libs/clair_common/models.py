@@ -56,6 +56,22 @@ class Layer:
         return {"hash": self.hash, "uri": self.uri, "headers": self.headers}
 
 
+# RFC 9110 field names are tokens; values must not carry CR, LF, NUL or other controls (a
+# header injection through the indexer's request, and a client error, not a server one).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_URI_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def _check_headers(headers: dict[str, list[str]], where: str) -> None:
+    for name, values in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ModelError(f"{where}: invalid header name {name[:64]!r}")
+        for value in values:
+            if not _FIELD_VALUE.fullmatch(value):
+                raise ModelError(f"{where}.{name}: control character in header value")
+
+
 @dataclass(slots=True)
 class Manifest:
     hash: str
@@ -76,12 +92,15 @@ class Manifest:
             uri = raw.get("uri")
             if not isinstance(uri, str) or not uri:
                 raise ModelError(f"layers[{i}].uri: missing")
+            if _URI_CONTROL.search(uri):
+                raise ModelError(f"layers[{i}].uri: whitespace or control character")
             headers = raw.get("headers") or {}
             if not isinstance(headers, dict) or not all(
                 isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
                 for k, v in headers.items()
             ):
                 raise ModelError(f"layers[{i}].headers: expected an object of string lists")
+            _check_headers(headers, f"layers[{i}].headers")
             layers.append(Layer(parse_digest(raw.get("hash"), f"layers[{i}].hash"), uri, headers))
         return cls(digest, layers)
 

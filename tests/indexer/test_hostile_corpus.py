@@ -391,7 +391,7 @@ async def test_closed_port(env: Env) -> None:
     await server.wait_closed()
     layer = sha256_digest(b"closed")
     manifest = _manifest("closed", [(layer, f"http://127.0.0.1:{port}/blob")])
-    await _check(env, manifest, 500, "gave up after 2 attempts")
+    await _check(env, manifest, 400, "gave up after 2 attempts")
 
 
 async def test_server_that_accepts_and_never_answers(env: Env) -> None:
@@ -405,7 +405,7 @@ async def test_server_that_accepts_and_never_answers(env: Env) -> None:
     try:
         layer = sha256_digest(b"silent")
         manifest = _manifest("silent", [(layer, f"http://127.0.0.1:{port}/blob")])
-        await _check(env, manifest, 500, "gave up after 2 attempts")
+        await _check(env, manifest, 400, "gave up after 2 attempts")
     finally:
         for writer in held:
             writer.close()
@@ -423,7 +423,7 @@ async def test_body_that_stalls(env: Env) -> None:
     runner, base = await _serve(stall)
     try:
         manifest = _manifest("stall", [(sha256_digest(b"stall"), f"{base}/blob")])
-        await _check(env, manifest, 500, "gave up after 2 attempts")
+        await _check(env, manifest, 400, "gave up after 2 attempts")
     finally:
         await runner.cleanup()
 
@@ -435,7 +435,7 @@ async def test_redirects_forever(env: Env) -> None:
     runner, base = await _serve(loop)
     try:
         manifest = _manifest("redirects", [(sha256_digest(b"redirect"), f"{base}/start")])
-        await _check(env, manifest, 500, "more than 10 redirects")
+        await _check(env, manifest, 400, "more than 10 redirects")
     finally:
         await runner.cleanup()
 

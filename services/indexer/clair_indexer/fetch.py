@@ -436,8 +436,10 @@ class LayerFetcher:
                         tap.fail(f"download interrupted: {exc}")
                         tap = None
                     if attempt >= self._retries:
+                        # The manifest named a host that does not answer well: its problem.
                         raise FetchError(
-                            f"layer {digest}: {exc} (gave up after {attempt + 1} attempts)"
+                            f"layer {digest}: {exc} (gave up after {attempt + 1} attempts)",
+                            client_error=True,
                         ) from exc
                     delay = min(_BACKOFF_CAP, self._backoff * 2**attempt)
                     delay = delay * random.uniform(0.5, 1.0)
@@ -476,8 +478,7 @@ class LayerFetcher:
                     timeout=self._timeout,
                 ) as resp:
                     if resp.status in _REDIRECT_STATUSES and "Location" in resp.headers:
-                        location = URL(resp.headers["Location"], encoded=True)
-                        target = self._parse_url(str(url.join(location)), digest)
+                        target = self._redirect_target(url, resp.headers["Location"], digest)
                         if (target.host or "").lower() != (url.host or "").lower():
                             for name in _CREDENTIAL_HEADERS:
                                 headers.popall(name, None)
@@ -498,7 +499,19 @@ class LayerFetcher:
                 raise _Transient(f"GET {url}: {type(exc).__name__}: {exc}") from exc
             except OSError as exc:
                 raise FetchError(f"layer {digest}: caching the blob: {exc}") from exc
-        raise FetchError(f"layer {digest}: more than {_MAX_REDIRECTS} redirects from {layer.uri}")
+        raise FetchError(
+            f"layer {digest}: more than {_MAX_REDIRECTS} redirects from {layer.uri}",
+            client_error=True,
+        )
+
+    def _redirect_target(self, url: URL, location: str, digest: str) -> URL:
+        try:
+            joined = str(url.join(URL(location, encoded=True)))
+        except (TypeError, ValueError) as exc:
+            raise FetchError(
+                f"layer {digest}: invalid redirect location from {url.host}", client_error=True
+            ) from exc
+        return self._parse_url(joined, digest)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
