@@ -6,13 +6,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import orjson
 
+from clair_common.cache import BoundedCache
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.http.compress import ENCODERS, MIN_SIZE
 from clair_common.models import (
@@ -37,6 +37,19 @@ WHITEOUT_SCANNER = ScannerRow("whiteout", "1", "file")
 # Finished reports kept in memory for re-POSTs (validated against the row version each time).
 REPORT_CACHE_BYTES = 64 << 20
 REPORT_FRESHNESS = 1.0  # seconds a validated cached report is served without asking again
+
+
+@dataclass
+class _HeldReport:
+    """A finished report kept for re-POSTs, with the compressed variants asked for."""
+
+    version: int  # of its database row, to validate it with
+    body: bytes
+    validated: float  # monotonic time of the last validation against the database
+    encoded: dict[str, bytes] = field(default_factory=dict)
+
+    def cost(self) -> int:
+        return len(self.body) + sum(len(v) for v in self.encoded.values())
 
 
 class IndexFailed(Exception):
@@ -80,10 +93,9 @@ class IndexerService:
         self._state = index_state([*self._rows, WHITEOUT_SCANNER])
         self._registered: list[_Registered] = []
         self._scan_slots = asyncio.Semaphore(max(1, layer_scan_concurrency))
-        # digest → (row version, report JSON, when last validated against the database)
-        self._reports: OrderedDict[str, tuple[int, bytes, float]] = OrderedDict()
-        self._reports_bytes = 0
-        self._encoded: dict[str, dict[str, bytes]] = {}
+        self._reports: BoundedCache[str, _HeldReport] = BoundedCache(
+            REPORT_CACHE_BYTES, _HeldReport.cost
+        )
 
     async def start(self) -> None:
         ids = await self.store.register_scanners([*self._rows, WHITEOUT_SCANNER])
@@ -129,52 +141,38 @@ class IndexerService:
         body = await self.index_json(manifest)
         if encoding is None or len(body) < MIN_SIZE:
             return body, False
-        cached = self._reports.get(manifest.hash)
-        if cached is None or cached[1] is not body:
+        held = self._reports.peek(manifest.hash)
+        if held is None or held.body is not body:
             return ENCODERS[encoding](body), True
-        variants = self._encoded.setdefault(manifest.hash, {})
-        encoded = variants.get(encoding)
+        encoded = held.encoded.get(encoding)
         if encoded is None:
-            encoded = variants[encoding] = ENCODERS[encoding](body)
+            encoded = held.encoded[encoding] = ENCODERS[encoding](body)
+            self._reports.put(manifest.hash, held)  # it costs more now
         return encoded, True
 
     async def _finished(self, digest: str) -> bytes | None:
-        cached = self._reports.get(digest)
+        held = self._reports.get(digest)
         now = time.monotonic()
-        if cached is not None and now - cached[2] < REPORT_FRESHNESS:
+        if held is not None and now - held.validated < REPORT_FRESHNESS:
             # Validated a moment ago: a re-POST racing a delete on another replica could have
             # been served just before that delete anyway.
-            return cached[1]
+            return held.body
         found = await self.store.finished_report(
-            digest, self._scanner_ids, cached[0] if cached else None
+            digest, self._scanner_ids, held.version if held else None
         )
         if found is None:
             self._forget(digest)
             return None
         version, body = found
-        if body is None and cached is not None:
-            self._reports[digest] = (version, cached[1], now)
-            self._reports.move_to_end(digest)
-            return cached[1]
+        if body is None and held is not None:  # unchanged since `held.version`
+            held.version, held.validated = version, now
+            return held.body
         assert body is not None
-        self._remember(digest, version, body, now)
+        self._reports.put(digest, _HeldReport(version, body, now))
         return body
 
     def _forget(self, digest: str) -> None:
-        old = self._reports.pop(digest, None)
-        self._encoded.pop(digest, None)
-        if old is not None:
-            self._reports_bytes -= len(old[1])
-
-    def _remember(self, digest: str, version: int, body: bytes, now: float) -> None:
-        """Keeps recent finished reports, bounded by total size."""
-        self._forget(digest)
-        self._reports[digest] = (version, body, now)
-        self._reports_bytes += len(body)
-        while self._reports_bytes > REPORT_CACHE_BYTES and self._reports:
-            gone, (_, evicted, _) = self._reports.popitem(last=False)
-            self._encoded.pop(gone, None)
-            self._reports_bytes -= len(evicted)
+        self._reports.pop(digest)
 
     async def _run(self, manifest: Manifest) -> IndexReport:
         report = IndexReport(manifest_hash=manifest.hash, state=IndexState.CHECK_MANIFEST)

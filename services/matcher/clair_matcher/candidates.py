@@ -11,9 +11,9 @@ it, and all dropped when a snapshot shows another.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
+from clair_common.cache import BoundedCache
 from clair_common.config.models import DEFAULT_CANDIDATE_CACHE_ROWS
 from clair_common.models import Vulnerability
 
@@ -21,42 +21,37 @@ Generation = tuple[tuple[str, str, str], ...]  # (kind, updater, ref) of each ne
 Candidates = dict[int, Vulnerability]  # vulnerability id → partial rule candidate
 
 
+def _rows(found: Candidates) -> int:
+    return max(len(found), 1)  # an empty answer is worth keeping too
+
+
 class CandidateCache:
     """Least recently used out, bounded by the number of candidate rows held."""
 
     def __init__(self, max_rows: int = DEFAULT_CANDIDATE_CACHE_ROWS) -> None:
         self.max_rows = max_rows
-        self.rows = 0
         self.generation: Generation | None = None
-        self._entries: OrderedDict[Hashable, Candidates] = OrderedDict()
+        self._entries: BoundedCache[Hashable, Candidates] = BoundedCache(
+            max_rows, _rows, max_share=16
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def rows(self) -> int:
+        return self._entries.total
 
     def use(self, refs: Sequence[tuple[str, str, str]]) -> None:
         """Enter the generation of a snapshot: another one drops everything kept."""
         generation = tuple(refs)
         if generation != self.generation:
             self._entries.clear()
-            self.rows = 0
             self.generation = generation
 
     def get(self, key: Hashable) -> Candidates | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        return self._entries.get(key)
 
     def put(self, key: Hashable, found: Candidates) -> None:
         """Keeps `found` (never changed afterwards: callers only read it)."""
-        cost = max(len(found), 1)  # an empty answer is worth keeping too
-        if cost > self.max_rows // 16:
-            return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.rows -= max(len(old), 1)
-        self._entries[key] = found
-        self.rows += cost
-        while self.rows > self.max_rows:
-            _, evicted = self._entries.popitem(last=False)
-            self.rows -= max(len(evicted), 1)
+        self._entries.put(key, found)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from clair_common.cache import BoundedCache
 from clair_common.config.models import (
     DEFAULT_CANDIDATE_CACHE_ROWS,
     DEFAULT_REPORT_CACHE_BYTES,
@@ -47,35 +47,32 @@ class ReportCache:
 
     def __init__(self, max_bytes: int = DEFAULT_REPORT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self.size = 0
-        self._entries: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._entries: BoundedCache[str, dict[str, bytes]] = BoundedCache(
+            max_bytes, lambda variants: sum(len(v) for v in variants.values())
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def size(self) -> int:
+        return self._entries.total
+
     def get(self, etag: str, encoding: str = "") -> bytes | None:
         variants = self._entries.get(etag)
-        if variants is None:
-            return None
-        self._entries.move_to_end(etag)
-        return variants.get(encoding)
+        return None if variants is None else variants.get(encoding)
 
     def put(self, etag: str, body: bytes, encoding: str = "") -> None:
         """Keeps `body`; a compressed variant only next to its JSON."""
         if len(body) > self.max_bytes // 8:  # one huge report must not flush all the others
             return
-        variants = self._entries.get(etag)
+        variants = self._entries.peek(etag)
         if variants is None:
             if encoding:
                 return
-            variants = self._entries[etag] = {}
-        old = variants.get(encoding)
-        self.size += len(body) - (len(old) if old is not None else 0)
+            variants = {}
         variants[encoding] = body
-        self._entries.move_to_end(etag)
-        while self.size > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.size -= sum(len(v) for v in evicted.values())
+        self._entries.put(etag, variants)
 
 
 def _report_doc(report: VulnerabilityReport, index_doc: dict[str, Any] | None) -> dict[str, Any]:
