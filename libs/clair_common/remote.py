@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
+from clair_common.cache import BoundedCache
 from clair_common.http.auth import INTRASERVICE_ISSUER, sign
 from clair_common.models import (
     NIL_UUID,
     AffectedManifests,
     IndexReport,
+    IndexState,
     Manifest,
     UpdateDiff,
     UpdateOperation,
@@ -23,6 +28,14 @@ from clair_common.models import (
 
 class RemoteError(RuntimeError):
     pass
+
+
+def _finished(raw: bytes) -> bool:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("state") == IndexState.FINISHED
 
 
 class _Client:
@@ -51,7 +64,7 @@ class _Client:
         ok: Sequence[int] = (200,),
         headers: dict[str, str] | None = None,
         parse: bool = True,
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> tuple[int, Any, CIMultiDict[str]]:
         """(status, the JSON body parsed, or its bytes if not `parse`, response headers)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -68,15 +81,49 @@ class _Client:
             if resp.status not in ok:
                 raise RemoteError(f"{method} {path}: {resp.status} {raw[:200]!r}")
             if parse:
-                return resp.status, orjson.loads(raw) if raw else None, dict(resp.headers)
-            return resp.status, raw, dict(resp.headers)
+                return resp.status, orjson.loads(raw) if raw else None, CIMultiDict(resp.headers)
+            return resp.status, raw, CIMultiDict(resp.headers)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
+# How long the matcher trusts what it holds from the indexer before asking again: reports are
+# polled hundreds of times a second, and a round trip each to the indexer was most of their cost.
+INDEXER_FRESHNESS = 1.0
+INDEX_REPORT_CACHE_BYTES = 64 << 20
+
+
+@dataclass
+class _HeldIndexReport:
+    body: bytes  # a finished report's JSON, as the indexer stored it
+    etag: str  # the indexer's tag for it (its index state)
+    validated: float  # monotonic time of the last answer from the indexer
+
+
 class RemoteIndexer(_Client):
+    """Finished index reports and the index state are held for `freshness` seconds, then
+    revalidated with a conditional request (an unchanged report costs the indexer a 304).
+
+    A finished report changes only with the indexer's state (its scanners), which is its tag,
+    or when the manifest is deleted (the indexer answers 404, never 304, then)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        psk: bytes | None,
+        *,
+        freshness: float = INDEXER_FRESHNESS,
+        max_bytes: int = INDEX_REPORT_CACHE_BYTES,
+    ) -> None:
+        super().__init__(base_url, psk)
+        self._freshness = freshness
+        self._state: tuple[str, float] | None = None  # (state, when the indexer said it)
+        self._reports: BoundedCache[str, _HeldIndexReport] = BoundedCache(
+            max_bytes, lambda held: len(held.body), max_share=8
+        )
+
     async def index(self, manifest: Manifest) -> IndexReport:
         _, doc, _ = await self._request(
             "POST", "/indexer/api/v1/index_report", body=manifest.to_json(), ok=(201,)
@@ -84,14 +131,40 @@ class RemoteIndexer(_Client):
         return IndexReport.from_json(doc)
 
     async def index_report_json(self, digest: str) -> bytes | None:
-        status, raw, _ = await self._request(
-            "GET", f"/indexer/api/v1/index_report/{digest}", ok=(200, 404), parse=False
+        now = time.monotonic()
+        held = self._reports.get(digest)
+        if held is not None and now - held.validated < self._freshness:
+            return held.body
+        status, raw, headers = await self._request(
+            "GET",
+            f"/indexer/api/v1/index_report/{digest}",
+            ok=(200, 304, 404),
+            parse=False,
+            headers={"If-None-Match": held.etag} if held is not None else None,
         )
-        return raw if status == 200 else None
+        etag = headers.get("ETag", "")
+        if etag.startswith('"') and etag.endswith('"') and len(etag) > 1:
+            self._state = (etag[1:-1], now)  # the indexer's tag is its state
+        if status == 304 and held is not None:
+            held.validated = now
+            return held.body
+        if status != 200:
+            self._reports.pop(digest)
+            return None
+        if etag and _finished(raw):  # a report still in progress changes under the same tag
+            self._reports.put(digest, _HeldIndexReport(raw, etag, now))
+        else:
+            self._reports.pop(digest)
+        return bytes(raw)
 
     async def state(self) -> str:
+        now = time.monotonic()
+        if self._state is not None and now - self._state[1] < self._freshness:
+            return self._state[0]
         _, doc, _ = await self._request("GET", "/indexer/api/v1/index_state")
-        return str(doc["state"])
+        state = str(doc["state"])
+        self._state = (state, now)
+        return state
 
     async def affected_manifests(self, vulns: Sequence[Vulnerability]) -> AffectedManifests:
         _, doc, _ = await self._request(

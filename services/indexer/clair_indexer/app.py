@@ -81,9 +81,11 @@ def build_operations(service: IndexerService) -> list[Operation]:
     async def get_index_report(request: Request) -> Response:
         media = negotiate(request, INDEX_REPORT_TYPE)
         etag = f'"{await service.state()}"'
-        if if_none_match(request, etag):
-            return Response(status_code=304, headers={"ETag": etag})
         digest = _digest(request)
+        # The tag is the index state, which does not change while a report is in progress or
+        # once it is deleted: only a finished report that is still there is not modified.
+        if if_none_match(request, etag) and await service.finished_json(digest) is not None:
+            return Response(status_code=304, headers={"ETag": etag})
         raw = await service.index_report_json(digest)
         if raw is None:
             raise not_found("index report not found")
