@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypercorn.asyncio import run as hypercorn_run
 from hypercorn.asyncio import serve
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Event, Updated
 
 from clair_common.clients import Indexer, Matcher
 from clair_common.http.app import build_api_app
@@ -52,27 +56,55 @@ def bind_socket(addr: str) -> socket.socket:
     return sock
 
 
-def _hypercorn_config(sock: socket.socket, tls: Any = None) -> HypercornConfig:
+class _HeaderTimedServer(TCPServer):
+    """Hypercorn's connection handler with a deadline on the first request's headers.
+
+    Hypercorn's idle timer (`keep_alive_timeout`) runs from accept until a request starts and
+    is not reset by partial header bytes, so a client trickling headers held a connection for
+    the whole keep-alive time; here that first wait is `http_header_timeout` instead.
+    """
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Updated) and not event.idle:
+            self._clair_request_seen = True
+        await super().protocol_send(event)
+
+    async def _idle_timeout(self) -> None:
+        header_timeout = getattr(self.config, "clair_header_timeout", None)
+        if header_timeout is None or getattr(self, "_clair_request_seen", False):
+            await super()._idle_timeout()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.context.terminated.wait(), header_timeout)
+        await asyncio.shield(self._initiate_server_close())
+
+
+# `serve` builds its connection handlers from this module attribute.
+vars(hypercorn_run)["TCPServer"] = _HeaderTimedServer
+
+
+def _hypercorn_config(sock: socket.socket, shared: Any) -> HypercornConfig:
     cfg = HypercornConfig()
-    # Hypercorn adopts the descriptor and closes it at shutdown; hand it a duplicate so our own
-    # `sock.close()` does not close that number a second time (by then maybe another socket).
-    cfg.bind = [f"fd://{os.dup(sock.fileno())}"]
+    # Hypercorn owns the listening socket from here and closes it when shutdown starts, so
+    # connections after SIGTERM are refused at once (a duplicate kept by us stayed listening
+    # through the drain: the kernel queued new connections nobody would accept).
+    cfg.bind = [f"fd://{sock.detach()}"]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")
-    cfg.graceful_timeout = 10
+    cfg.graceful_timeout = shared.shutdown_grace_period.total_seconds()
     cfg.keep_alive_timeout = 75
+    cfg.clair_header_timeout = shared.http_header_timeout.total_seconds()  # type: ignore[attr-defined]
+    tls = shared.tls
     if tls is not None and tls.cert:
         cfg.certfile = tls.cert
         cfg.keyfile = tls.key
     return cfg
 
 
-async def _listen(app: Any, sock: socket.socket, stop: asyncio.Event, tls: Any = None) -> None:
+async def _listen(app: Any, sock: socket.socket, stop: asyncio.Event, shared: Any) -> None:
+    """Serve `app` on `sock` (`shared`: the config's shared keys) until `stop` is set."""
     # Hypercorn's ASGIFramework type is narrower than Starlette's signature.
-    try:
-        await serve(app, _hypercorn_config(sock, tls), shutdown_trigger=stop.wait)
-    finally:
-        sock.close()
+    await serve(app, _hypercorn_config(sock, shared), shutdown_trigger=stop.wait)
 
 
 def services_for(mode: str, config: Any) -> list[str]:
@@ -137,7 +169,7 @@ async def run(opts: ServeOptions) -> None:
         metrics_path = config.metrics.prometheus_path or "/metrics"
         introspection = build_introspection_app(readiness, metrics_path=metrics_path)
         intro_task = asyncio.create_task(
-            _listen(introspection, bind_socket(config.introspection_addr), stop)
+            _listen(introspection, bind_socket(config.introspection_addr), stop, config)
         )
         dsns, migrations = await _resolve_databases(opts, stack)
         services = await start_services(opts.mode, config, dsns, migrations)
@@ -151,9 +183,10 @@ async def run(opts: ServeOptions) -> None:
             psk_key=psk.key_bytes if psk else None,
             psk_issuers=psk.iss if psk else (),
             extra_middleware=middleware,
+            max_body_bytes=config.http_max_body_bytes,
         )
         api_task = asyncio.create_task(
-            _listen(app, bind_socket(config.http_listen_addr), stop, config.tls)
+            _listen(app, bind_socket(config.http_listen_addr), stop, config)
         )
         for s in services:
             await s.ready()
@@ -213,7 +246,6 @@ async def _resolve_databases(
     opts: ServeOptions, stack: AsyncExitStack
 ) -> tuple[dict[str, str | None], dict[str, bool]]:
     """Connstring precedence: config value; else libpq's PG* environment; else the embedded DB."""
-    import os
 
     from clair_common.config import resolve_connstring
 

@@ -47,6 +47,11 @@ DEFAULT_REPORT_CACHE_BYTES = 64 * 1024 * 1024
 # Candidate rows shared between reports of one generation of update operations.
 DEFAULT_CANDIDATE_CACHE_ROWS = 500_000
 DEFAULT_LAYER_SCAN_CONCURRENCY = 10
+# Request limits (not in Clair, whose Go server has none): generous for real clients.
+DEFAULT_HTTP_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_HTTP_HEADER_TIMEOUT = timedelta(seconds=10)
+DEFAULT_SHUTDOWN_GRACE_PERIOD = timedelta(seconds=10)
+DEFAULT_MAX_MANIFEST_LAYERS = 1000
 DEFAULT_SCANLOCK_RETRY = 1
 DEFAULT_UPDATER_SETS: tuple[str, ...] = (
     "alpine",
@@ -93,6 +98,8 @@ class Indexer(ConfigModel):
     # Outbound connections only to loopback/private addresses.
     airgap: bool = False
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+    # Not in Clair: manifests with more layers are refused with 400; 0 or less: no limit.
+    max_manifest_layers: int = DEFAULT_MAX_MANIFEST_LAYERS
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Indexer:
@@ -217,6 +224,12 @@ class SharedConfig(ConfigModel):
     auth: Auth = Field(default_factory=Auth)
     trace: Trace = Field(default_factory=Trace)
     metrics: Metrics = Field(default_factory=Metrics)
+    # Not in Clair: request bodies past this many bytes get 413; 0 or less: no limit.
+    http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES
+    # Not in Clair: a connection must send its first request's headers within this time.
+    http_header_timeout: GoDuration = DEFAULT_HTTP_HEADER_TIMEOUT
+    # Not in Clair: after SIGTERM, in-flight requests get this long to finish.
+    shutdown_grace_period: GoDuration = DEFAULT_SHUTDOWN_GRACE_PERIOD
 
     @field_validator("http_listen_addr", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import Lifespan
 
 from clair_common.http.auth import PSKAuthMiddleware, PSKVerifier
+from clair_common.http.bodylimit import BodyLimitMiddleware
 from clair_common.http.compress import CompressionMiddleware
 from clair_common.http.errors import APIError, error_response
 from clair_common.http.observe import ObserveMiddleware
@@ -59,13 +60,17 @@ def build_api_app(
     psk_issuers: Sequence[str] = (),
     extra_middleware: Sequence[Middleware] = (),
     lifespan: Lifespan[Any] | None = None,
+    max_body_bytes: int | None = None,
 ) -> Starlette:
     routes = [
         *to_routes(operations),
         Route("/robots.txt", robots, methods=["GET"]),
         openapi_route(operations),
     ]
-    middleware = [Middleware(ObserveMiddleware, routes=routes)]
+    middleware = [
+        Middleware(ObserveMiddleware, routes=routes),
+        Middleware(BodyLimitMiddleware, max_bytes=max_body_bytes),
+    ]
     if psk_key:
         middleware.append(Middleware(PSKAuthMiddleware, verifier=PSKVerifier(psk_key, psk_issuers)))
     middleware.extend(extra_middleware)

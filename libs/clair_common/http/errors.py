@@ -9,6 +9,7 @@ _CODES = {
     400: "bad-request",
     404: "not-found",
     405: "method-not-allowed",
+    413: "bad-request",  # Clair's vocabulary has no code of its own for an oversized body
     429: "too-many-requests",
 }
 

@@ -51,9 +51,19 @@ def _links(digest: str) -> str:
     )
 
 
-def build_operations(service: IndexerService) -> list[Operation]:
+def build_operations(
+    service: IndexerService, *, max_manifest_layers: int | None = None
+) -> list[Operation]:
+    """`max_manifest_layers` (None or below 1: no limit) caps the layers of a manifest."""
+    max_layers = max_manifest_layers if max_manifest_layers and max_manifest_layers > 0 else None
+
     async def post_index_report(request: Request) -> Response:
         doc = await _body(request, "manifest")
+        layers = doc.get("layers") if isinstance(doc, dict) else None
+        if max_layers is not None and isinstance(layers, list) and len(layers) > max_layers:
+            raise bad_request(
+                f"bogus manifest: {len(layers)} layers, more than the limit of {max_layers}"
+            )
         try:
             manifest = Manifest.from_json(doc)
         except ModelError as err:

@@ -79,7 +79,7 @@ async def start(ctx: ServiceContext) -> RunningIndexer:
     middleware = [concurrency_middleware(limit if limit and limit > 0 else None)]
     return RunningIndexer(
         api=service,
-        operations=build_operations(service),
+        operations=build_operations(service, max_manifest_layers=cfg.max_manifest_layers),
         middleware=middleware,
         resources=[pool, locks, fetcher],
     )
