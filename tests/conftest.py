@@ -10,6 +10,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.registry",
+    "tests.fixtures.registry_auth",
     "tests.fixtures.feeds",
     "tests.fixtures.broker",
     "tests.fixtures.rpmbuild",

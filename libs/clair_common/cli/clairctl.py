@@ -30,7 +30,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clairctl", description="Clair administration")
+    from clair_common.clairctl.commands import register
+
+    parser = argparse.ArgumentParser(
+        prog="clairctl", description="Scan images with Clair, and administer it"
+    )
     parser.add_argument("-D", "--debug", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
     parser.add_argument(
@@ -41,13 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-o", "--output", choices=["json", "yaml"], default="yaml")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_check_config)
+    register(sub)
     for ep in sorted(entry_points(group=SUBCOMMAND_GROUP), key=lambda e: e.name):
         ep.load()(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from clair_common.clairctl.commands import check_images
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_images(args, parser)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)
