@@ -31,9 +31,7 @@ class Stack:
     workdir: Path
     layers: dict[str, bytes]  # image key → its one gzip layer
 
-    async def clairctl(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> tuple[int, str, str]:
+    async def clairctl(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         """Runs `clairctl` as a user would (a process, stdout a pipe); (exit code, out, err)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -53,8 +51,8 @@ class Stack:
         return ["report", "--host", self.clair.api, *args]
 
 
-async def _wait_for_updaters(api: str, names: Sequence[str], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for_updaters(api: str, names: Sequence[str]) -> None:
+    deadline = time.monotonic() + 180
     seen: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:

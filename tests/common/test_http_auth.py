@@ -62,7 +62,7 @@ def bad_authorizations() -> dict[str, str]:
         "wrong-scheme": f"Basic {sign(KEY, 'clairctl')}",
         "no-token": "Bearer",
         "garbage": "Bearer not.a.jwt",
-        "alg-none": "Bearer " + jwt.encode({"iss": "clairctl"}, None, algorithm="none"),
+        "alg-none": "Bearer " + jwt.encode({"iss": "clairctl"}, "", algorithm="none"),
         "hs512": "Bearer " + hs512_token(),
     }
 
