@@ -23,6 +23,7 @@ import asyncpg
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
+from clair_matcher.feed_status import FeedStatusLog
 from clair_matcher.ingest import (
     KIND_ENRICHMENT,
     KIND_VULNERABILITY,
@@ -91,6 +92,7 @@ class UpdateScheduler:
             self._config_errors.update(problems)
         self._client: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self.feed_status = FeedStatusLog(log, period)
 
     @classmethod
     def from_config(cls, cfg: Any, pool: asyncpg.Pool, locks: AdvisoryLocks) -> UpdateScheduler:
@@ -119,14 +121,17 @@ class UpdateScheduler:
         if self.disabled:
             return report
         for name, reason in self._config_errors.items():
-            log.error("updater set %s failed: %s", name, reason)
+            self.feed_status.failed(name, reason)
             report.errors[name] = reason
         client = self._session()
         found = await discover(self.factories, client, self.config)
         for name, reason in found.errors.items():
-            log.error("updater %s failed: %s", name, reason)
+            self.feed_status.failed(name, reason)
             report.errors[name] = reason
             report.outcomes[name] = "failed"
+        for factory in self.factories:
+            if factory.name not in found.errors:
+                self.feed_status.succeeded(factory.name, counted=False)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def run(updater: Updater | Enricher) -> None:
@@ -135,6 +140,7 @@ class UpdateScheduler:
 
         jobs: list[Updater | Enricher] = [*found.updaters, *self.enrichers]
         await asyncio.gather(*(run(u) for u in jobs))
+        self.feed_status.run_finished()
         if "updated" in report.outcomes.values():
             await refresh_statistics(self.pool)
         async with self.locks.try_hold("garbage-collection") as held:
@@ -164,6 +170,7 @@ class UpdateScheduler:
                 fetched = await updater.fetch(client, prev)
                 if isinstance(fetched, UnchangedType):
                     await record_status(self.pool, updater.name, fingerprint=prev, error=None)
+                    self.feed_status.succeeded(updater.name)
                     return "unchanged"
                 try:
                     if isinstance(updater, Enricher):
@@ -179,6 +186,7 @@ class UpdateScheduler:
                 await record_status(
                     self.pool, updater.name, fingerprint=fetched.fingerprint, error=None
                 )
+                self.feed_status.succeeded(updater.name)
                 log.info(
                     "updater %s: new update operation %s (%d records, %d new)",
                     updater.name,
@@ -189,7 +197,7 @@ class UpdateScheduler:
                 return "updated"
             except Exception as exc:
                 reason = one_line(exc)
-                log.error("updater %s failed: %s", updater.name, reason)
+                self.feed_status.failed(updater.name, reason)
                 if report is not None:
                     report.errors[updater.name] = reason
                 with contextlib.suppress(Exception):
