@@ -14,12 +14,12 @@ from clair_common.clairctl.findings import ImageResult
 
 Writer = Callable[[Sequence[ImageResult], TextIO, bool], None]
 
-REPORT_FORMATS = ("table", "json", "xml", "junit", "sarif", "cyclonedx")
+REPORT_FORMATS = ("table", "text", "json", "xml", "junit", "sarif", "cyclonedx")
 SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
 def report_writer(name: str) -> Writer:
-    if name == "table":
+    if name in ("table", "text"):  # Clair's clairctl calls its human output `text`
         from clair_common.clairctl.formats.table import write_table
 
         return write_table
