@@ -380,3 +380,45 @@ async def test_archives(stack: Stack, auth_registries: AuthRegistries, tmp_path:
     spdx = tmp_path / "oci.spdx.json"
     spdx.write_text(out)
     assert validate_full_spdx_document(parse_file(str(spdx))) == []
+
+
+def _run_on_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Runs clairctl with stdout and stderr on a pseudo-terminal; (exit code, what it showed)."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clair_common.cli.clairctl", *args],
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(), b"".join(chunks).decode(errors="replace")
+
+
+async def test_terminal_gets_colour_and_progress(
+    stack: Stack, auth_registries: AuthRegistries, tmp_path: Path
+) -> None:
+    import asyncio
+
+    ref = await _push(auth_registries, stack, "pypi")
+    code, shown = await asyncio.to_thread(
+        _run_on_terminal, stack.report_args(ref), _env(tmp_path, auth_registries), tmp_path
+    )
+    assert code == 0, shown
+    assert "\x1b[31mHigh" in shown  # severity in colour
+    assert f"{ref}: resolving" in shown and f"{ref}: matching" in shown  # the progress line
