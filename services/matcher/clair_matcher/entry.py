@@ -56,6 +56,7 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
         report_cache_bytes=cfg.report_cache_bytes,
         candidate_cache_rows=cfg.candidate_cache_rows,
     )
+    await service.start()
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)
     scheduler = UpdateScheduler.from_config(ctx.config, pool, locks)
@@ -65,6 +66,6 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
     return RunningMatcher(
         api=service,
         operations=build_operations(service, ctx.indexer, cache_age),
-        resources=[*peer, pool, locks, scheduler],  # closed in reverse: the scheduler first
+        resources=[*peer, pool, service, locks, scheduler],  # closed in reverse: scheduler first
         scheduler=scheduler,
     )

@@ -29,6 +29,7 @@ from clair_matcher.candidates import CandidateCache
 from clair_matcher.enrichers import Enricher, default_enrichers
 from clair_matcher.enrichment import enrich_report
 from clair_matcher.ingest import KIND_ENRICHMENT
+from clair_matcher.latest import LatestRefs
 from clair_matcher.matching import match_report
 from clair_matcher.store import MatcherStore
 
@@ -106,6 +107,7 @@ class MatcherService:
             CandidateCache(candidate_cache_rows) if candidate_cache_rows > 0 else None
         )
         self._initialized = False
+        self._latest = LatestRefs(store.pool, store.latest_refs)
         # None: every matcher, as Clair does when `matchers.names` is unset.
         self.matchers: Sequence[Matcher] = (
             default_matchers() if matchers is None else list(matchers)
@@ -114,6 +116,12 @@ class MatcherService:
         self.enrichers: Sequence[Enricher] = (
             default_enrichers() if enrichers is None else list(enrichers)
         )
+
+    async def start(self) -> None:
+        await self._latest.start()
+
+    async def close(self) -> None:
+        await self._latest.close()
 
     async def initialized(self) -> bool:
         # Once there is vulnerability data, there stays some: ask until then only.
@@ -211,7 +219,7 @@ class MatcherService:
 
     async def latest_refs(self) -> list[tuple[str, str, str]]:
         """(kind, updater, ref) of each updater's newest operation: what `scan` matches against."""
-        return await self.store.latest_refs()
+        return await self._latest.get()
 
     def report_etag(
         self,
