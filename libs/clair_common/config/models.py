@@ -52,6 +52,9 @@ DEFAULT_HTTP_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_HTTP_HEADER_TIMEOUT = timedelta(seconds=10)
 DEFAULT_SHUTDOWN_GRACE_PERIOD = timedelta(seconds=10)
 DEFAULT_MAX_MANIFEST_LAYERS = 1000
+DEFAULT_UPDATER_TIMEOUT = timedelta(hours=1)
+DEFAULT_UPDATER_MIN_RATE = 100  # bytes/s: a feed trickling a byte every few seconds fails
+DEFAULT_RATE_WINDOW = timedelta(minutes=1)
 DEFAULT_SCANLOCK_RETRY = 1
 DEFAULT_UPDATER_SETS: tuple[str, ...] = (
     "alpine",
@@ -139,6 +142,12 @@ class Matcher(ConfigModel):
     report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES
     # Not in Clair: candidate rows kept between reports (shared packages); 0 turns it off.
     candidate_cache_rows: int = DEFAULT_CANDIDATE_CACHE_ROWS
+    # Not in Clair: one updater's whole run (fetch, parse, store) is cut off after this; 0: never.
+    updater_timeout: GoDuration = DEFAULT_UPDATER_TIMEOUT
+    # Not in Clair: a feed download slower than this many bytes/s over a whole
+    # `updater_rate_window` is given up; 0 turns the floor off.
+    updater_min_rate: int = DEFAULT_UPDATER_MIN_RATE
+    updater_rate_window: GoDuration = DEFAULT_RATE_WINDOW
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Matcher:

@@ -5,6 +5,10 @@ one replica does the work and the others skip it. Per run: discover the enabled 
 the updaters with bounded concurrency, record each outcome in `updater_status`, then collect
 garbage under `garbage-collection`. A failing updater is logged as one line and never stops
 the others, the loop or the service.
+
+An updater's run is bounded by `matcher.updater_timeout` and, while it downloads, by a floor of
+`matcher.updater_min_rate` bytes/s per `matcher.updater_rate_window`. Rounds of the loop do not
+wait for each other: an updater still running from an earlier round is skipped, the rest run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from clair_matcher.ingest import (
     update_enrichments,
     update_vulnerabilities,
 )
+from clair_matcher.progress import ByteCounter, at_least, counting_session
 from clair_matcher.updaters import UnchangedType, Updater, UpdaterSetFactory
 from clair_matcher.updaters.registry import build_factories, discover
 
@@ -42,6 +47,7 @@ log = logging.getLogger("clair.matcher.updates")
 DEFAULT_CONCURRENCY = 10
 JITTER_SECONDS = 0.06  # Clair's loop adds a tiny random delay too
 USER_AGENT = "clair/v4 (clair-py)"
+_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
 
 Outcome = Literal["updated", "unchanged", "failed", "skipped"]
 
@@ -72,7 +78,11 @@ class UpdateScheduler:
         disable_enrichment: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         factories: Sequence[UpdaterSetFactory] | None = None,
+        updater_timeout: timedelta = timedelta(0),
+        min_rate: float = 0,
+        rate_window: timedelta = timedelta(0),
     ) -> None:
+        """`updater_timeout` of zero: no deadline; `min_rate` of zero: no rate floor."""
         self.pool = pool
         self.locks = locks
         self.config = config
@@ -90,9 +100,14 @@ class UpdateScheduler:
         if not disabled and not disable_enrichment:
             self.enrichers, problems = build_enrichers(sets, config)
             self._config_errors.update(problems)
+        self.updater_timeout = updater_timeout.total_seconds() or None
+        self.min_rate = min_rate
+        self.rate_window = rate_window.total_seconds()
         self._client: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self.feed_status = FeedStatusLog(log, period)
+        self._running: set[str] = set()  # updaters whose run has not finished yet
+        self._rounds: set[asyncio.Task[RunReport]] = set()
 
     @classmethod
     def from_config(cls, cfg: Any, pool: asyncpg.Pool, locks: AdvisoryLocks) -> UpdateScheduler:
@@ -106,13 +121,15 @@ class UpdateScheduler:
             retention=cfg.matcher.update_retention,
             disabled=cfg.matcher.disable_updaters,
             disable_enrichment=cfg.matcher.disable_enrichment,
+            updater_timeout=cfg.matcher.updater_timeout,
+            min_rate=cfg.matcher.updater_min_rate,
+            rate_window=cfg.matcher.updater_rate_window,
         )
 
     def _session(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
             self._client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
-                headers={"User-Agent": USER_AGENT},
+                timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
             )
         return self._client
 
@@ -135,8 +152,16 @@ class UpdateScheduler:
         gate = asyncio.Semaphore(self.concurrency)
 
         async def run(updater: Updater | Enricher) -> None:
-            async with gate:
-                report.outcomes[updater.name] = await self.run_updater(updater, client, report)
+            if updater.name in self._running:
+                log.info("updater %s: still running from an earlier round; skipped", updater.name)
+                report.outcomes[updater.name] = "skipped"
+                return
+            self._running.add(updater.name)
+            try:
+                async with gate:
+                    report.outcomes[updater.name] = await self.run_updater(updater, report)
+            finally:
+                self._running.discard(updater.name)
 
         jobs: list[Updater | Enricher] = [*found.updaters, *self.enrichers]
         await asyncio.gather(*(run(u) for u in jobs))
@@ -155,48 +180,27 @@ class UpdateScheduler:
         return report
 
     async def run_updater(
-        self,
-        updater: Updater | Enricher,
-        client: aiohttp.ClientSession,
-        report: RunReport | None = None,
+        self, updater: Updater | Enricher, report: RunReport | None = None
     ) -> Outcome:
         async with self.locks.try_hold(f"updater:{updater.name}") as held:
             if not held:
                 return "skipped"
             prev = ""
+            counter = ByteCounter()
+            deadline = asyncio.timeout(self.updater_timeout)
             try:
                 kind = KIND_ENRICHMENT if isinstance(updater, Enricher) else KIND_VULNERABILITY
                 prev = await latest_fingerprint(self.pool, updater.name, kind)
-                fetched = await updater.fetch(client, prev)
-                if isinstance(fetched, UnchangedType):
-                    await record_status(self.pool, updater.name, fingerprint=prev, error=None)
-                    self.feed_status.succeeded(updater.name)
-                    return "unchanged"
-                try:
-                    if isinstance(updater, Enricher):
-                        result = await update_enrichments(
-                            self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
-                        )
-                    else:
-                        result = await update_vulnerabilities(
-                            self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
-                        )
-                finally:
-                    await asyncio.to_thread(fetched.discard)
-                await record_status(
-                    self.pool, updater.name, fingerprint=fetched.fingerprint, error=None
+                client = counting_session(
+                    counter, timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
                 )
-                self.feed_status.succeeded(updater.name)
-                log.info(
-                    "updater %s: new update operation %s (%d records, %d new)",
-                    updater.name,
-                    result.ref,
-                    result.records,
-                    result.inserted,
-                )
-                return "updated"
+                async with client, deadline:
+                    return await self._update(updater, client, counter, prev)
             except Exception as exc:
-                reason = one_line(exc)
+                if deadline.expired():
+                    reason = f"timed out after {self.updater_timeout:g}s (matcher.updater_timeout)"
+                else:
+                    reason = one_line(exc)
                 self.feed_status.failed(updater.name, reason)
                 if report is not None:
                     report.errors[updater.name] = reason
@@ -204,14 +208,58 @@ class UpdateScheduler:
                     await record_status(self.pool, updater.name, fingerprint=prev, error=reason)
                 return "failed"
 
+    async def _update(
+        self,
+        updater: Updater | Enricher,
+        client: aiohttp.ClientSession,
+        counter: ByteCounter,
+        prev: str,
+    ) -> Outcome:
+        fetched = await at_least(
+            updater.fetch(client, prev), counter, self.min_rate, self.rate_window
+        )
+        if isinstance(fetched, UnchangedType):
+            await record_status(self.pool, updater.name, fingerprint=prev, error=None)
+            self.feed_status.succeeded(updater.name)
+            return "unchanged"
+        try:
+            if isinstance(updater, Enricher):
+                result = await update_enrichments(
+                    self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                )
+            else:
+                result = await update_vulnerabilities(
+                    self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                )
+        finally:
+            await asyncio.to_thread(fetched.discard)
+        await record_status(self.pool, updater.name, fingerprint=fetched.fingerprint, error=None)
+        self.feed_status.succeeded(updater.name)
+        log.info(
+            "updater %s: new update operation %s (%d records, %d new)",
+            updater.name,
+            result.ref,
+            result.records,
+            result.inserted,
+        )
+        return "updated"
+
     async def _loop(self) -> None:
+        # Each round runs in its own task: a round held up by a slow updater (until its
+        # deadline) does not delay the next, which runs every other updater again.
         while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # the loop outlives any single run
-                log.error("update run failed: %s", one_line(exc))
+            round_task = asyncio.create_task(self._round())
+            self._rounds.add(round_task)
+            round_task.add_done_callback(self._rounds.discard)
             delay = self.period.total_seconds() + random.uniform(0, JITTER_SECONDS)
             await asyncio.sleep(delay)
+
+    async def _round(self) -> RunReport:
+        try:
+            return await self.run_once()
+        except Exception as exc:  # the loop outlives any single run
+            log.error("update run failed: %s", one_line(exc))
+            return RunReport()
 
     def start(self) -> None:
         """Starts the background loop (first run immediately); no-op when updaters are off."""
@@ -225,6 +273,10 @@ class UpdateScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        rounds = list(self._rounds)
+        for round_task in rounds:
+            round_task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
             self._client = None

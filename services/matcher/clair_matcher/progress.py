@@ -1,0 +1,79 @@
+"""Feed-download progress: an aiohttp session that counts the bytes its connections receive,
+and a watchdog that gives up on a fetch whose feed arrives slower than a minimum rate.
+
+Updaters read their feeds in their own ways (streamed to files, read whole, paged), so the
+rate is measured under all of them, where bytes come off the sockets: a counting protocol in
+the session's connector. A feed trickling a byte every few seconds beats any read timeout;
+it does not beat a floor on bytes per window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ByteCounter:
+    received: int = 0
+
+
+class _CountingHandler(ResponseHandler):
+    def __init__(self, counter: ByteCounter, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._counter = counter
+
+    def data_received(self, data: bytes) -> None:
+        self._counter.received += len(data)
+        super().data_received(data)
+
+
+def counting_session(counter: ByteCounter, **options: Any) -> aiohttp.ClientSession:
+    """A session whose connections add every received byte to `counter`."""
+    connector = aiohttp.TCPConnector()
+    # The connector builds each connection's protocol from this factory (aiohttp 3.x).
+    connector._factory = functools.partial(  # type: ignore[assignment]
+        _CountingHandler, counter, loop=asyncio.get_running_loop()
+    )
+    return aiohttp.ClientSession(connector=connector, **options)
+
+
+class TooSlow(Exception):
+    """The download fell under the minimum rate for a whole window."""
+
+
+async def at_least(work: Awaitable[T], counter: ByteCounter, min_rate: float, window: float) -> T:
+    """`work`, cancelled with TooSlow when a `window` passes with under `min_rate` bytes/s.
+
+    `min_rate` of 0 or less (or `window` of 0) turns the check off.
+    """
+    task = asyncio.ensure_future(work)
+    if min_rate <= 0 or window <= 0:
+        return await task
+    floor = min_rate * window
+    try:
+        while True:
+            seen = counter.received
+            done, _ = await asyncio.wait({task}, timeout=window)
+            if done:
+                return task.result()
+            if counter.received - seen < floor:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise TooSlow(
+                    f"feed slower than {min_rate:g} bytes/s for {window:g}s "
+                    f"({counter.received - seen} bytes)"
+                )
+    finally:
+        if not task.done():
+            task.cancel()
