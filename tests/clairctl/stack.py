@@ -18,11 +18,16 @@ import pytest
 import yaml
 
 from tests.fixtures.feeds import FeedServer, alpine_secdb_files, pypa_advisories
-from tests.fixtures.images import build_layer, files_from_dir
+from tests.fixtures.images import Symlink, build_layer, files_from_dir
 from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
 
-IMAGES = {"alpine": "alpine-3.6.0-docker", "pypi": "pypi-wheels-dist-info"}
+IMAGES = {
+    "alpine": "alpine-3.6.0-docker",
+    "pypi": "pypi-wheels-dist-info",
+    "debian": "debian-12-bookworm-minbase-debootstrap",
+    "ubuntu": "ubuntu-20.04-base-jason416",
+}
 
 
 @dataclass
@@ -83,10 +88,12 @@ async def stack(pg_server_dsn: str, shared_data: Path) -> AsyncIterator[Stack]:
         },
     }
     (workdir / "server.yaml").write_text(yaml.safe_dump(config))
-    layers = {
-        key: build_layer(files_from_dir(shared_data / "layers" / name))
-        for key, name in IMAGES.items()
-    }
+    layers = {}
+    for key, name in IMAGES.items():
+        files = files_from_dir(shared_data / "layers" / name)
+        if key == "debian":  # a symlink in the real image (PROVENANCE.md); not kept in the data
+            files["etc/os-release"] = Symlink("../usr/lib/os-release")
+        layers[key] = build_layer(files)
     try:
         with clair_server(workdir, args=("--config", str(workdir / "server.yaml"))) as clair:
             await asyncio.to_thread(wait_ready, clair)

@@ -273,7 +273,13 @@ async def test_sbom_formats_validate(
     stack: Stack, auth_registries: AuthRegistries, tmp_path: Path
 ) -> None:
     env = _env(tmp_path, auth_registries)
-    for key in ("alpine", "pypi"):
+    prefixes = {
+        "alpine": "pkg:apk/alpine/",
+        "pypi": "pkg:pypi/",
+        "debian": "pkg:deb/debian/",
+        "ubuntu": "pkg:deb/ubuntu/",
+    }
+    for key, expected in prefixes.items():
         ref = await _push(auth_registries, stack, key)
         code, out, err = await stack.clairctl("sbom", "--host", stack.clair.api, ref, env=env)
         assert code == 0, err
@@ -283,7 +289,6 @@ async def test_sbom_formats_validate(
         assert validate_full_spdx_document(document) == []
         packages = [p for p in document.packages if p.spdx_id.startswith("SPDXRef-Package")]
         assert packages
-        expected = "pkg:apk/alpine/" if key == "alpine" else "pkg:pypi/"
         for pkg in packages:
             (ref_,) = pkg.external_references
             assert ref_.reference_type == "purl" and ref_.locator.startswith(expected)
