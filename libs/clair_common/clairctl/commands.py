@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from clair_common.clairctl.admin import register_admin
 from clair_common.clairctl.api import DEFAULT_HOST, DEFAULT_ISSUER, ClairClient, ClairError
 from clair_common.clairctl.archive import ArchiveError
 from clair_common.clairctl.credentials import CredentialError
@@ -271,6 +272,8 @@ def register(sub: Any) -> None:
     delete.add_argument("digests", nargs="+", metavar="DIGEST")
     _api_options(delete)
     delete.set_defaults(func=_delete)
+
+    register_admin(sub)
 
 
 def check_images(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,49 @@
+"""The matcher's `clairctl admin` tasks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import asyncpg
+
+from clair_common.clairctl.admin import AdminTask, SkipTask
+from clair_common.config import resolve_connstring
+from clair_common.db.migrate import migrate
+
+
+def _dsn(cfg: Any) -> str:
+    dsn = resolve_connstring(cfg.matcher.connstring, os.environ)
+    if dsn is None:
+        raise SkipTask("no matcher.connstring configured (nor PG* variables)")
+    return dsn
+
+
+async def _migrate(cfg: Any) -> str:
+    applied = await migrate(_dsn(cfg), "matcher", "clair_matcher")
+    return f"applied migrations {applied}" if applied else "migrations up to date"
+
+
+async def _drop_pyupio(cfg: Any) -> str:
+    """Clair's post-4.7.0 task: the pyup.io feed is gone and its records confuse the Python
+    matcher, so its operations go, then the vulnerabilities no operation links any more."""
+    conn = await asyncpg.connect(_dsn(cfg), server_settings={"search_path": "matcher"})
+    try:
+        async with conn.transaction():
+            ops = await conn.execute("DELETE FROM update_operation WHERE updater = 'pyupio'")
+            vulns = await conn.execute(
+                "DELETE FROM vuln v WHERE v.updater = 'pyupio'"
+                " AND NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
+            )
+    finally:
+        await conn.close()
+    return (
+        f"pyupio: {ops.split()[-1]} update operations, {vulns.split()[-1]} vulnerabilities deleted"
+    )
+
+
+def tasks() -> list[AdminTask]:
+    return [
+        AdminTask("pre", "matcher", "apply pending matcher migrations", _migrate),
+        AdminTask("post", "matcher", "delete pyupio vulnerabilities", _drop_pyupio, ("v4.7.0",)),
+    ]
