@@ -60,7 +60,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def make_up(work: Path, config: dict[str, object]) -> Iterator[tuple[str, str]]:
+def make_up(work: Path, config: dict[str, object], matchers: int = 1) -> Iterator[tuple[str, str]]:
     """`make up` with `config`; yields (ingress URL, the matcher's own URL)."""
     data = work / f"up-{time.monotonic_ns()}"
     data.mkdir()
@@ -68,7 +68,7 @@ def make_up(work: Path, config: dict[str, object]) -> Iterator[tuple[str, str]]:
     conf.write_text(json.dumps(config))
     port = _free_port()
     command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
-    command += ["--port", str(port), "--config", str(conf)]
+    command += ["--port", str(port), "--config", str(conf), "--matchers", str(matchers)]
     log = (data / "up.log").open("wb")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--matchers", type=int, default=1, help="matcher processes")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingress-"))
@@ -165,7 +166,7 @@ def main() -> int:
         rates: dict[str, float] = {}
         for label, matcher in (("cached", {}), ("uncached", {"report_cache_bytes": 0})):
             config = {**base, "matcher": matcher} if matcher else base
-            with make_up(work, config) as (ingress, direct):
+            with make_up(work, config, args.matchers) as (ingress, direct):
                 path = index_and_wait(ingress, manifest)
                 samples = interleaved(
                     {

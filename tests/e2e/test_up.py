@@ -60,7 +60,7 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
     hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
     config.write_text(json.dumps({"notifier": {"webhook": hook}}))  # JSON is YAML too
     command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
-    command += ["--config", str(config)]
+    command += ["--config", str(config), "--matchers", "2"]
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         env=clair_env({}),
@@ -70,10 +70,11 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
-        assert b"and a notifier behind http://127.0.0.1:" in banner, banner + proc.stdout.read()
+        want = b"2 indexer(s) and 2 matchers and a notifier behind http://127.0.0.1:"
+        assert want in banner, banner + proc.stdout.read()
         spawned = _descendants(proc.pid)
-        # PostgreSQL, 2 indexers, matcher, notifier, nginx (+ their children)
-        assert len(spawned) >= 6, spawned
+        # PostgreSQL, 2 indexers, 2 matchers, notifier, nginx (+ their children)
+        assert len(spawned) >= 7, spawned
 
         layer = build_layer({f"{SITE}/idna-2.7.dist-info/METADATA": b"Name: idna\nVersion: 2.7\n"})
         manifest = registry.push_image_sync("up", [layer])

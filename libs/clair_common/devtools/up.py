@@ -1,7 +1,7 @@
 """`make up`: Clair distributed on this machine, as it runs behind an ingress in production.
 
-An embedded PostgreSQL (data kept in `--data`), `--indexers` indexer processes, one matcher
-process and, when `--config` configures a delivery mechanism, one notifier (`clair serve
+An embedded PostgreSQL (data kept in `--data`), `--indexers` indexer processes, `--matchers`
+matcher processes and, when `--config` configures a delivery mechanism, one notifier (`clair serve
 --mode ...`), and NGINX with deploy/nginx's config routing each service's prefix to them on
 `--port`. Services reach each other through the ingress, as they would from other pods.
 Ctrl-C (or SIGTERM) stops everything.
@@ -107,7 +107,7 @@ def _stop(children: list[Child]) -> None:
         stop_process(child.proc)
 
 
-def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
+def run(data: Path, port: int, indexers: int, config: Path | None, matchers: int = 1) -> None:
     data = data.absolute()
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user when we are root
@@ -150,7 +150,12 @@ def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
         children.append(_clair("indexer-1", "indexer", data, env))
         _wait_ready(children, deadline)
         children += [_clair(f"indexer-{n}", "indexer", data, env) for n in range(2, indexers + 1)]
-        children.append(_clair("matcher", "matcher", data, env))
+        # Matcher replicas: one process runs Python on one core at a time, and cached reports
+        # are CPU-bound; the updaters run under locks, so only one replica updates at a time.
+        children += [
+            _clair("matcher" if matchers == 1 else f"matcher-{n}", "matcher", data, env)
+            for n in range(1, matchers + 1)
+        ]
         if notifier:
             children.append(_clair("notifier", "notifier", data, env))
         conf = data / "nginx" / "nginx.conf"
@@ -166,7 +171,8 @@ def run(data: Path, port: int, indexers: int, config: Path | None) -> None:
         proc = _spawn([*nginx, "-g", "daemon off;"], env, nginx_log)
         children.append(Child("nginx", proc, None, nginx_log))
         _wait_ready(children, deadline)
-        services = "a matcher and a notifier" if notifier else "a matcher"
+        services = "a matcher" if matchers == 1 else f"{matchers} matchers"
+        services += " and a notifier" if notifier else ""
         print(f"clair: {indexers} indexer(s) and {services} behind {ingress}", flush=True)
         print(f"  index:   POST {ingress}/indexer/api/v1/index_report", flush=True)
         print(f"  report:  GET  {ingress}/matcher/api/v1/vulnerability_report/<digest>", flush=True)
@@ -186,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(".clair-up"))
     parser.add_argument("--port", type=int, default=6060, help="the ingress port (127.0.0.1)")
     parser.add_argument("--indexers", type=int, default=2)
+    parser.add_argument("--matchers", type=int, default=1)
     parser.add_argument("--config", type=Path, help="a Clair config file for every process")
     args = parser.parse_args(argv)
-    if args.indexers < 1:
-        parser.error("--indexers: at least 1")
+    if args.indexers < 1 or args.matchers < 1:
+        parser.error("--indexers and --matchers: at least 1")
     try:
-        run(args.data, args.port, args.indexers, args.config)
+        run(args.data, args.port, args.indexers, args.config, args.matchers)
     except (EmbeddedPostgresError, ConfigError) as exc:
         raise SystemExit(f"up: {exc}") from None
     return 0
