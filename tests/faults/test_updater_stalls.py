@@ -71,7 +71,7 @@ async def test_trickling_feed_fails_the_minimum_rate(
     scheduler = make_scheduler(min_rate=100, rate_window=timedelta(seconds=1))
     report = await asyncio.wait_for(scheduler.run_once(), 30)
     assert report.outcomes == {STALLED: "failed"} | dict.fromkeys(OTHERS, "updated")
-    assert "feed slower than 100 bytes/s" in report.errors[STALLED]
+    assert "slower than 100 bytes/s" in report.errors[STALLED]
     row = await status(matcher_pool, STALLED)
     assert not row["last_run_succeeded"]
     assert "slower than" in row["last_error"]

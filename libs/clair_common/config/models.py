@@ -52,6 +52,8 @@ DEFAULT_HTTP_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_HTTP_HEADER_TIMEOUT = timedelta(seconds=10)
 DEFAULT_SHUTDOWN_GRACE_PERIOD = timedelta(seconds=10)
 DEFAULT_MAX_MANIFEST_LAYERS = 1000
+DEFAULT_LAYER_FETCH_TIMEOUT = timedelta(minutes=30)
+DEFAULT_LAYER_MIN_RATE = 1024  # bytes/s
 DEFAULT_UPDATER_TIMEOUT = timedelta(hours=1)
 DEFAULT_UPDATER_MIN_RATE = 100  # bytes/s: a feed trickling a byte every few seconds fails
 DEFAULT_RATE_WINDOW = timedelta(minutes=1)
@@ -103,6 +105,12 @@ class Indexer(ConfigModel):
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
     # Not in Clair: manifests with more layers are refused with 400; 0 or less: no limit.
     max_manifest_layers: int = DEFAULT_MAX_MANIFEST_LAYERS
+    # Not in Clair: one layer's download (retries included) fails after this; 0: never.
+    layer_fetch_timeout: GoDuration = DEFAULT_LAYER_FETCH_TIMEOUT
+    # Not in Clair: a layer host sending fewer bytes/s than this over a whole
+    # `layer_rate_window` (waiting for its answer included) fails the layer; 0: no floor.
+    layer_min_rate: int = DEFAULT_LAYER_MIN_RATE
+    layer_rate_window: GoDuration = DEFAULT_RATE_WINDOW
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Indexer:

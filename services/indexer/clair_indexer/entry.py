@@ -66,6 +66,9 @@ async def start(ctx: ServiceContext) -> RunningIndexer:
         max_cache_bytes=10 << 30,
         airgap=bool(cfg.airgap),
         max_concurrent=cfg.layer_scan_concurrency,
+        deadline=cfg.layer_fetch_timeout.total_seconds() or None,
+        min_rate=cfg.layer_min_rate,
+        rate_window=cfg.layer_rate_window.total_seconds(),
     )
     service = IndexerService(
         IndexerStore(pool),

@@ -37,6 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from clair_common.models import Layer, ModelError, parse_digest
+from clair_common.progress import ByteCounter, TooSlow, at_least
 from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -182,6 +183,7 @@ class _Entry:
 @dataclass(slots=True, eq=False)
 class _Flight:
     task: asyncio.Task[_Entry]
+    uri: str
     waiters: int = 0
 
 
@@ -197,8 +199,17 @@ class LayerFetcher:
         backoff: float = 0.5,
         session: aiohttp.ClientSession | None = None,
         max_concurrent: int = 10,
+        deadline: float | None = None,
+        min_rate: float = 0,
+        rate_window: float = 0,
     ) -> None:
+        """`deadline`: seconds one layer's download may take, retries included (None: no
+        limit); `min_rate`: bytes/s a download must keep up over each `rate_window` seconds,
+        waiting for the response included (0: no floor). Both fail as the client's fault."""
         self._root = Path(cache_dir)
+        self._deadline = deadline
+        self._min_rate = min_rate
+        self._rate_window = rate_window
         self._through_slots = asyncio.Semaphore(max_concurrent)
         self._taps: weakref.WeakSet[StreamTap] = weakref.WeakSet()
         self._pool = ThreadPoolExecutor(2 * max_concurrent + 2, thread_name_prefix="layer")
@@ -277,6 +288,7 @@ class LayerFetcher:
         except ModelError as exc:
             FETCH_REQUESTS.labels("error").inc()
             raise FetchError(str(exc), client_error=True) from exc
+        own_tried = False
         while True:
             entry = self._entries.get(digest)
             if entry is not None:
@@ -292,7 +304,8 @@ class LayerFetcher:
                 return self._pin(entry)
             flight = self._flights.get(digest)
             if flight is None:
-                flight = _Flight(asyncio.create_task(self._download(layer, digest, tap)))
+                task = asyncio.create_task(self._download(layer, digest, tap))
+                flight = _Flight(task, layer.uri)
                 self._flights[digest] = flight
                 flight.task.add_done_callback(functools.partial(self._landed, digest, flight))
                 result = "downloaded"
@@ -304,6 +317,11 @@ class LayerFetcher:
                 entry = await asyncio.shield(flight.task)
                 fetched = self._pin(entry)  # before retiring the flight, which may evict
             except Exception:
+                if result == "shared" and flight.uri != layer.uri and not own_tried:
+                    # Another manifest's URL failed; ours may well work: only success is shared.
+                    own_tried = True
+                    log.info("layer %s: shared download failed; trying %s", digest, layer.uri)
+                    continue
                 FETCH_REQUESTS.labels("error").inc()
                 raise
             finally:
@@ -397,9 +415,9 @@ class LayerFetcher:
             self._evict()
 
     def _landed(self, digest: str, flight: _Flight, _task: object) -> None:
-        if not flight.task.cancelled():
-            flight.task.exception()  # consumed here so an unawaited failure is not logged as lost
-        if flight.waiters == 0:
+        failed = flight.task.cancelled() or flight.task.exception() is not None
+        if flight.waiters == 0 or failed:
+            # A failed flight is never joined again: the next fetch downloads afresh.
             self._retire(digest, flight)
 
     def _retire(self, digest: str, flight: _Flight) -> None:
@@ -425,12 +443,42 @@ class LayerFetcher:
 
     async def _download(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
         started = time.monotonic()
+        deadline = asyncio.timeout(self._deadline)
+        try:
+            async with deadline:
+                entry = await self._download_retrying(layer, digest, tap)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            message = (
+                f"layer {digest}: download took longer than {self._deadline:g}s "
+                "(indexer.layer_fetch_timeout)"
+            )
+            if tap is not None:
+                tap.fail(message)
+            raise FetchError(message, client_error=True) from None
+        finally:
+            FETCH_DURATION.observe(time.monotonic() - started)
+        LAYER_SIZE.observe(entry.size)
+        self._add(entry)
+        return entry
+
+    async def _download_retrying(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
         attempt = 0
         try:
             while True:
+                counter = ByteCounter()
                 try:
-                    entry = await self._attempt(layer, digest, tap)
-                    break
+                    return await at_least(
+                        self._attempt(layer, digest, tap, counter),
+                        counter,
+                        self._min_rate,
+                        self._rate_window,
+                    )
+                except TooSlow as exc:
+                    raise FetchError(
+                        f"layer {digest}: host {exc} (indexer.layer_min_rate)", client_error=True
+                    ) from None
                 except _Transient as exc:
                     if tap is not None:
                         tap.fail(f"download interrupted: {exc}")
@@ -452,13 +500,10 @@ class LayerFetcher:
             if tap is not None:
                 tap.fail(f"download failed: {exc}")
             raise
-        finally:
-            FETCH_DURATION.observe(time.monotonic() - started)
-        LAYER_SIZE.observe(entry.size)
-        self._add(entry)
-        return entry
 
-    async def _attempt(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
+    async def _attempt(
+        self, layer: Layer, digest: str, tap: StreamTap | None, counter: ByteCounter
+    ) -> _Entry:
         session = self._client()
         headers: CIMultiDict[str] = CIMultiDict()
         for name, values in layer.headers.items():
@@ -485,7 +530,7 @@ class LayerFetcher:
                         url = target
                         continue
                     if resp.status == 200:
-                        return await self._save(resp, digest, tap)
+                        return await self._save(resp, digest, tap, counter)
                     if resp.status == 429 or resp.status >= 500:
                         raise _Transient(
                             f"GET {url}: status {resp.status}",
@@ -553,7 +598,11 @@ class LayerFetcher:
             )
 
     async def _save(
-        self, resp: aiohttp.ClientResponse, digest: str, tap: StreamTap | None
+        self,
+        resp: aiohttp.ClientResponse,
+        digest: str,
+        tap: StreamTap | None,
+        counter: ByteCounter,
     ) -> _Entry:
         algo = digest.split(":", 1)[0]
         folder = self._root / algo
@@ -566,6 +615,7 @@ class LayerFetcher:
         try:
             with os.fdopen(fd, "wb") as out:
                 async for chunk in resp.content.iter_any():
+                    counter.received += len(chunk)
                     if len(head) < 4:
                         head += chunk[: 4 - len(head)]
                         if len(head) == 4:

@@ -26,6 +26,7 @@ import aiohttp
 import asyncpg
 
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.feed_status import FeedStatusLog
 from clair_matcher.ingest import (
@@ -38,7 +39,6 @@ from clair_matcher.ingest import (
     update_enrichments,
     update_vulnerabilities,
 )
-from clair_matcher.progress import ByteCounter, at_least, counting_session
 from clair_matcher.updaters import UnchangedType, Updater, UpdaterSetFactory
 from clair_matcher.updaters.registry import build_factories, discover
 
@@ -199,6 +199,8 @@ class UpdateScheduler:
             except Exception as exc:
                 if deadline.expired():
                     reason = f"timed out after {self.updater_timeout:g}s (matcher.updater_timeout)"
+                elif isinstance(exc, TooSlow):
+                    reason = f"feed {exc} (matcher.updater_min_rate)"
                 else:
                     reason = one_line(exc)
                 self.feed_status.failed(updater.name, reason)

@@ -1,10 +1,10 @@
-"""Feed-download progress: an aiohttp session that counts the bytes its connections receive,
-and a watchdog that gives up on a fetch whose feed arrives slower than a minimum rate.
+"""Download progress: a watchdog that gives up on work whose bytes arrive slower than a minimum
+rate, and an aiohttp session that counts the bytes its connections receive.
 
-Updaters read their feeds in their own ways (streamed to files, read whole, paged), so the
-rate is measured under all of them, where bytes come off the sockets: a counting protocol in
-the session's connector. A feed trickling a byte every few seconds beats any read timeout;
-it does not beat a floor on bytes per window.
+A host trickling a byte every few seconds beats any read timeout; it does not beat a floor on
+bytes per window. Updaters read their feeds in their own ways (streamed to files, read whole,
+paged), so for them the bytes are counted where they come off the sockets: a counting
+protocol in the session's connector. The layer fetcher counts the bytes it writes itself.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def at_least(work: Awaitable[T], counter: ByteCounter, min_rate: float, wi
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 raise TooSlow(
-                    f"feed slower than {min_rate:g} bytes/s for {window:g}s "
+                    f"slower than {min_rate:g} bytes/s for {window:g}s "
                     f"({counter.received - seen} bytes)"
                 )
     finally:
