@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.images import layer_from_dir  # noqa: E402
 from tests.fixtures.registry import LocalRegistry, _ensure_binary, _start, _stop  # noqa: E402
+from tests.fixtures.server import free_port  # noqa: E402
 
 from bench._feeds import debian_updater_config, installed_sources, write_debian_feed  # noqa: E402
 from bench._harness import goal, interleaved, median, summary  # noqa: E402
@@ -52,13 +52,6 @@ GOAL_CACHED = 500.0
 GOAL_UNCACHED = 165.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def make_up(work: Path, config: dict[str, object], matchers: int = 1) -> Iterator[tuple[str, str]]:
     """`make up` with `config`; yields (ingress URL, the matcher's own URL)."""
@@ -66,7 +59,7 @@ def make_up(work: Path, config: dict[str, object], matchers: int = 1) -> Iterato
     data.mkdir()
     conf = data / "config.json"
     conf.write_text(json.dumps(config))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
     command += ["--port", str(port), "--config", str(conf), "--matchers", str(matchers)]
     log = (data / "up.log").open("wb")

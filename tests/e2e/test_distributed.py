@@ -29,11 +29,11 @@ from tests.fixtures.distributed import (
     UPDATER,
     PSKAuth,
     logs,
+    pypi_image_and_feed,
     wait_for_update,
     write_config,
 )
 from tests.fixtures.feeds import FeedServer
-from tests.fixtures.images import build_layer, files_from_dir
 from tests.fixtures.registry import LocalRegistry
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
 
@@ -98,10 +98,9 @@ async def test_matcher_process_reports_as_combo_does(
     shared_data: Path,
     pypa_osv: list[dict[str, Any]],
 ) -> None:
-    feed_server.put_pypi_osv(pypa_osv)
-    updaters = {"sets": ["osv"], "config": {"osv": {"url": feed_server.url}}}
-    root = shared_data / "layers/pypi-wheels-dist-info"
-    manifest = await registry.push_image("pypi-distributed", [build_layer(files_from_dir(root))])
+    updaters, manifest = await pypi_image_and_feed(
+        feed_server, registry, shared_data, pypa_osv, "pypi-distributed"
+    )
     key = secrets.token_bytes(32)
 
     async def from_processes() -> dict[str, Any]:
