@@ -135,6 +135,7 @@ def test_release_files(data: bytes) -> None:
 class _Layer:
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    probed: dict[str, bytes] = field(default_factory=dict)
 
 
 _JSON = st.recursive(

@@ -18,6 +18,7 @@ class Layer:
 
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    probed: dict[str, bytes] = field(default_factory=dict)
 
 
 def layer_from_dir(
@@ -61,6 +62,7 @@ def test_default_scanner_names_kinds_and_ecosystems() -> None:
         ("rhel_containerscanner", "package", "rhcc"),
         ("rhel_package_container_detector", "package", "rhcc"),
         ("python", "package", "python"),
+        ("gobin", "package", "gobin"),
     }
     assert all(s.version for s in default_scanners())
 

@@ -52,6 +52,8 @@ SYSTEM_TOOLS: tuple[SystemTool, ...] = (
     SystemTool("wrk", ("wrk",), ("wrk",)),
     # AMQP 0-9-1 and STOMP broker the notifier's deliverers are tested against.
     SystemTool("RabbitMQ", ("rabbitmq-server",), ("rabbitmq-server",)),
+    # Builds real Go executables (modules, PE, Mach-O) for the Go binary scanner's tests.
+    SystemTool("Go toolchain", ("go",), ("golang-go",)),
 )
 
 

@@ -1,7 +1,7 @@
 """One object per Clair matcher: which records it wants, its query constraints, its rule.
 
 Each rule reproduces the claircore matcher named in clair-api.md 6.3 (debian/, ubuntu/,
-alpine/, aws/, oracle/, photon/, suse/, rhel/, rhel/rhcc/, python/ matcher.go).
+alpine/, aws/, oracle/, photon/, suse/, rhel/, rhel/rhcc/, python/, gobin/ matcher.go).
 ``vulnerable`` raises :class:`MatchError` exactly where claircore's ``Vulnerable`` returns an
 error; Clair then fails the whole vulnerability report, so callers should too.
 """
@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from clair_common.models import Vulnerability
-from clair_common.versions import apk, dpkg
+from clair_common.versions import apk, dpkg, semver
 from clair_common.vulnerable import cpe, osv, rhcc
 from clair_common.vulnerable.records import (
     RULE_COLUMNS,
@@ -292,12 +292,58 @@ class PythonMatcher(Matcher):
         return True
 
 
+GO_REPOSITORY_URI = "https://pkg.go.dev/"
+
+
+def _semver(bound: semver.SortKey | ValueError) -> semver.SortKey:
+    if isinstance(bound, ValueError):
+        raise MatchError(str(bound))
+    return bound
+
+
+class GoMatcher(Matcher):
+    """Go modules and the standard library from OSV (claircore `gobin`): ``fixed_in_version``
+    is ``introduced=..&fixed=..`` of a SEMVER range; ``stdlib`` at ``go1.x.y`` is compared
+    as the semver the Go vulnerability database writes. A version that is not semver (a
+    ``(devel)`` main module, a ``devel`` toolchain) matches nothing."""
+
+    name = "gobin"
+    constraints = (Constraint.REPOSITORY_NAME,)
+    rule_columns = ("fixed_in_version",)
+
+    def filter(self, record: IndexRecord) -> bool:
+        return record.repository is not None and record.repository.uri == GO_REPOSITORY_URI
+
+    def vulnerable(self, record: IndexRecord, vuln: Vulnerability) -> bool:
+        version: str | None = record.package.version
+        if record.package.name == "stdlib":
+            version = semver.toolchain_semver(record.package.version)
+        try:
+            package = semver.sort_key(version or "")
+        except ValueError:
+            return False
+        if vuln.fixed_in_version == "":
+            return True
+        try:
+            introduced, fixed, last_affected = osv.semver_bounds(vuln.fixed_in_version)
+        except ValueError as err:
+            raise MatchError(str(err)) from None
+        if introduced is not None and package < _semver(introduced):
+            return False
+        if fixed is not None:
+            return package < _semver(fixed)
+        if last_affected is not None:
+            return package <= _semver(last_affected)
+        return True
+
+
 _FACTORIES: dict[str, type[Matcher]] = {
     m.name: m
     for m in (
         AlpineMatcher,
         AwsMatcher,
         DebianMatcher,
+        GoMatcher,
         OracleMatcher,
         PhotonMatcher,
         PythonMatcher,
@@ -310,7 +356,7 @@ _FACTORIES: dict[str, type[Matcher]] = {
 MATCHER_NAMES: tuple[str, ...] = tuple(sorted(_FACTORIES))
 # Clair matchers outside our support matrix (clair-api.md "Our decisions"): accepted in
 # `matchers.names`, but they match nothing.
-UNSUPPORTED_MATCHERS = frozenset({"gobin", "java-maven", "ruby-gem"})
+UNSUPPORTED_MATCHERS = frozenset({"java-maven", "ruby-gem"})
 
 
 def default_matchers(

@@ -14,9 +14,17 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote_plus
 
-from clair_common.versions import claircore_pep440
+from clair_common.versions import claircore_pep440, semver
 
-__all__ = ["Bound", "ParsedQuery", "parse_query", "pep440_bounds", "pep440_key"]
+__all__ = [
+    "Bound",
+    "ParsedQuery",
+    "SemverBound",
+    "parse_query",
+    "pep440_bounds",
+    "pep440_key",
+    "semver_bounds",
+]
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -73,4 +81,27 @@ def pep440_bounds(text: str) -> tuple[Bound, Bound, Bound]:
         _bound(query.first("introduced")),
         _bound(query.first("fixed")),
         _bound(query.first("lastAffected")),
+    )
+
+
+SemverBound = semver.SortKey | ValueError | None
+
+
+def _semver_bound(version: str) -> SemverBound:
+    if not version:
+        return None
+    try:
+        return semver.sort_key(version)
+    except ValueError as err:
+        return ValueError(str(err))
+
+
+@lru_cache(maxsize=16384)
+def semver_bounds(text: str) -> tuple[SemverBound, SemverBound, SemverBound]:
+    """:func:`pep440_bounds` for Go's semantic versions (see `versions.semver`)."""
+    query = parse_query(text)
+    return (
+        _semver_bound(query.first("introduced")),
+        _semver_bound(query.first("fixed")),
+        _semver_bound(query.first("lastAffected")),
     )

@@ -36,6 +36,7 @@ class TarHeader:
     size: int
     typeflag: bytes
     gnu_sparse_extended: bool  # GNU 'S' member followed by extra sparse-map blocks
+    mode: int = 0  # permission bits (a bad field reads as 0: the mode only selects probes)
 
 
 def decode_name(raw: bytes) -> str:
@@ -97,7 +98,16 @@ def parse_header(block: bytes, offset: int) -> TarHeader:
         size=parse_number(block[124:136], "size", offset),
         typeflag=typeflag,
         gnu_sparse_extended=typeflag == GNU_SPARSE and block[482] != 0,
+        mode=_mode(block[100:108]),
     )
+
+
+def _mode(field: bytes) -> int:
+    digits = field.strip(b" \0")
+    try:
+        return int(digits, 8) & 0o7777 if digits else 0
+    except ValueError:
+        return 0
 
 
 def parse_pax_records(data: bytes, offset: int) -> dict[str, str]:

@@ -28,7 +28,7 @@ from clair_common.models import (
 from clair_indexer.store import LayerArtifacts
 
 # Ecosystems whose packages are independent files rather than rows of one database.
-LANGUAGE_ECOSYSTEMS = frozenset({"python"})
+LANGUAGE_ECOSYSTEMS = frozenset({"python", "gobin"})
 # Ecosystems whose packages carry the image's Red Hat CPE repositories.
 RHEL_CPE_ECOSYSTEMS = frozenset({"rhel", "rpm"})
 RHEL_REPOSITORY_KEY = "rhel-cpe-repository"

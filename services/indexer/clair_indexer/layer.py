@@ -13,10 +13,11 @@ decompression layer, so the tolerance only applies to intact compressed streams.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from clair_indexer import _tar
 from clair_indexer._decompress import (
@@ -27,6 +28,14 @@ from clair_indexer._decompress import (
 )
 from clair_indexer._layer_errors import LayerFormatError, LayerLimitError
 
+if TYPE_CHECKING:
+    from clair_indexer.scanners.base import FileProbe
+
+# path, size, mode -> a probe to feed the file to, or None (see scanners/base.py).
+Prober = Callable[[str, int, int], "FileProbe | None"]
+
+log = logging.getLogger("clair.indexer.layer")
+
 __all__ = [
     "DEFAULT_LIMITS",
     "Compression",
@@ -35,6 +44,7 @@ __all__ = [
     "LayerFormatError",
     "LayerLimitError",
     "LayerLimits",
+    "Prober",
     "open_decompressed",
     "read_layer",
     "sniff_compression",
@@ -82,6 +92,7 @@ class LayerContents:
     opaque_dirs: set[str] = field(default_factory=set)  # dirs whose lower contents are hidden
     dirs: set[str] = field(default_factory=set)
     skipped: dict[str, str] = field(default_factory=dict)  # member name -> why it was ignored
+    probed: dict[str, bytes] = field(default_factory=dict)  # path -> what its probe distilled
     uncompressed_size: int = 0  # tar bytes read, through the end-of-archive marker
     member_count: int = 0  # tar headers read, metadata headers included
 
@@ -146,6 +157,32 @@ class _TarStream:
                 return
             missing -= len(self._buf)
 
+    def feed(self, size: int, probe: FileProbe, what: str) -> None:
+        """Hands the next `size` bytes to `probe` as views of the decompressed chunks,
+        skipping the ranges it does not ask for; a probe that fails is dropped."""
+        offset = 0
+        wanted = 0
+        while offset < size:
+            if wanted < 0:
+                self.skip(size - offset, what)
+                return
+            if wanted > offset:
+                step = min(wanted, size) - offset
+                self.skip(step, what)
+                offset += step
+                continue
+            if self._pos == len(self._buf) and not self._next_chunk():
+                raise self._truncated(what, self.offset)
+            step = min(len(self._buf) - self._pos, size - offset)
+            view = memoryview(self._buf)[self._pos : self._pos + step]
+            self._pos += step
+            try:
+                wanted = probe.feed(offset, view)
+            except Exception:  # a probe bug must not fail the layer: log it and move on
+                log.exception("probe of %s failed; file skipped", what)
+                wanted = -1
+            offset += step
+
     def _truncated(self, what: str, start_offset: int) -> LayerFormatError:
         self._pos = len(self._buf)
         return LayerFormatError(
@@ -160,11 +197,16 @@ def _padded(size: int) -> int:
 
 class _LayerWalker:
     def __init__(
-        self, stream: _TarStream, contents: LayerContents, wanted: Callable[[str], bool]
+        self,
+        stream: _TarStream,
+        contents: LayerContents,
+        wanted: Callable[[str], bool],
+        prober: Prober | None = None,
     ) -> None:
         self._stream = stream
         self._out = contents
         self._wanted = wanted
+        self._prober = prober
         self._wanted_total = 0
         self._listed_bytes = 0
         self._global_pax: dict[str, str] = {}
@@ -273,6 +315,11 @@ class _LayerWalker:
                 self._keep(path, size, limits)
                 stream.skip(padded - size, path)
                 return
+            probe = self._prober(path, size, header.mode) if self._prober is not None else None
+            if probe is not None:
+                self._probe(path, size, probe, limits)
+                stream.skip(padded - size, path)
+                return
         elif typeflag == _tar.HARDLINK:
             target = _tar.normalize_path(linkname)
             if not target:
@@ -290,6 +337,17 @@ class _LayerWalker:
             self._list(limits, path)
             out.dirs.add(path)
         stream.skip(padded, path)
+
+    def _probe(self, path: str, size: int, probe: FileProbe, limits: LayerLimits) -> None:
+        self._stream.feed(size, probe, path)
+        try:
+            distilled = probe.result()
+        except Exception:
+            log.exception("probe of %s failed; file skipped", path)
+            return
+        if distilled is not None:
+            self._keep_bytes(path, len(distilled), limits)
+            self._out.probed[path] = distilled
 
     def _skip(self, name: str, reason: str, limits: LayerLimits) -> None:
         self._list(limits, name)
@@ -309,23 +367,29 @@ class _LayerWalker:
             raise LayerLimitError(
                 f"wanted file {path!r} is {size} bytes, over the limit of {limits.max_member_size}"
             )
+        self._keep_bytes(path, size, limits)
+        self._out.files[path] = self._stream.read_exact(size, path)
+
+    def _keep_bytes(self, path: str, size: int, limits: LayerLimits) -> None:
         self._wanted_total += size
         if self._wanted_total > limits.max_total_wanted:
             raise LayerLimitError(
                 f"wanted files exceed the limit of {limits.max_total_wanted} bytes at {path!r}"
             )
-        self._out.files[path] = self._stream.read_exact(size, path)
 
 
 def read_layer(
     src: BinaryIO | str | os.PathLike[str],
     wanted: Callable[[str], bool],
     limits: LayerLimits = DEFAULT_LIMITS,
+    prober: Prober | None = None,
 ) -> LayerContents:
     """Walk a layer blob once and keep the regular files for which `wanted(path)` is true.
 
     `wanted` gets the normalized path of every regular file, and of every hard link whose
-    target this layer kept (the link then shares the target's bytes in `files`).
+    target this layer kept (the link then shares the target's bytes in `files`). Other
+    regular files go to `prober(path, size, mode)`; a probe it returns is fed the file as it
+    streams by and what it distils lands in `probed` (counted against `max_total_wanted`).
 
     `src` is a path or a binary file object (not closed here) holding the layer as
     downloaded: gzip, zstd or plain tar.  Raises `LayerFormatError` for anything that is not
@@ -336,6 +400,6 @@ def read_layer(
     ) as reader:
         contents = LayerContents(compression=reader.compression)
         stream = _TarStream(reader)
-        _LayerWalker(stream, contents, wanted).walk(limits)
+        _LayerWalker(stream, contents, wanted, prober).walk(limits)
         contents.uncompressed_size = stream.offset
         return contents

@@ -28,6 +28,7 @@ from clair_indexer.coalesce import CoalescedLayer, coalesce
 from clair_indexer.fetch import FetchError, LayerFetcher
 from clair_indexer.layer import LayerFormatError, read_layer
 from clair_indexer.scanners import Scanner, detector
+from clair_indexer.scanners.base import probe_chain
 from clair_indexer.store import IndexerStore, ScannerRow, ScanOutput
 
 log = logging.getLogger("clair.indexer")
@@ -253,8 +254,10 @@ class IndexerService:
         def wanted(path: str) -> bool:
             return any(w(path) for w in wants)
 
+        prober = probe_chain([r.scanner for r in scanners if r.scanner is not None])
+
         def scan(blob: BinaryIO) -> tuple[list[ScanOutput], tuple[list[str], list[str]]]:
-            contents = read_layer(blob, wanted)
+            contents = read_layer(blob, wanted, prober=prober)
             outputs = []
             for r in scanners:
                 assert r.scanner is not None

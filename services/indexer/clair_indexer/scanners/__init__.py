@@ -12,6 +12,7 @@ from .apk import ApkScanner
 from .base import LayerFiles, Scanner, ScanResult, detector
 from .distributions import AlpineScanner, DebianScanner, UbuntuScanner
 from .dpkg import DistrolessScanner, DpkgScanner
+from .gobin import GoBinaryScanner
 from .python import PythonScanner
 from .rhcc import RhccLabelsScanner, RhccScanner
 from .rhel_repositories import RhelRepositoryScanner
@@ -31,6 +32,7 @@ __all__ = [
     "DebianScanner",
     "DistrolessScanner",
     "DpkgScanner",
+    "GoBinaryScanner",
     "LayerFiles",
     "OracleScanner",
     "PhotonScanner",
@@ -92,4 +94,6 @@ def default_scanners(config: ScannerConfig | None = None, *, airgap: bool = Fals
         RhccLabelsScanner(),
         # python
         PythonScanner(),
+        # Go executables anywhere in the tree
+        GoBinaryScanner(),
     ]

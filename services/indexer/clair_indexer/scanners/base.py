@@ -3,13 +3,19 @@
 The layer reader walks each tar once and calls `wants` for every regular file path, so `wants`
 must stay a few set lookups or suffix checks. `scan` gets only the wanted files of one layer
 (plus every symlink of that layer) and does no I/O of its own.
+
+Files that cannot be chosen by path (executables anywhere in the tree) are reached through
+`probe`: for each regular file no scanner wanted, the reader asks the scanners that probe
+(`probes = True`) with the path, size and mode; a returned `FileProbe` is fed the file's bytes
+as the layer streams by, skipping what it does not ask for, and what it distils is handed to
+`scan` as `layer.probed[path]`. Nothing is kept but that distillate.
 """
 
 from __future__ import annotations
 
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -27,6 +33,29 @@ class LayerFiles(Protocol):
 
     @property
     def symlinks(self) -> Mapping[str, str]: ...
+
+    @property
+    def probed(self) -> Mapping[str, bytes]:
+        """What probes distilled from files they were fed, keyed by path."""
+        ...
+
+
+# What `FileProbe.feed` returns when it needs nothing more of the file.
+PROBE_DONE = -1
+
+
+class FileProbe(Protocol):
+    """Reads one file as it streams by; must not raise on hostile bytes (it notes a reason)."""
+
+    def feed(self, offset: int, chunk: memoryview) -> int:
+        """`chunk` is the file's bytes at `offset`; returns the next offset it wants
+        (bytes before it are skipped, not fed) or PROBE_DONE. The chunk's memory belongs
+        to the reader: copy what must outlive the call, or keep the view (it stays valid)."""
+        ...
+
+    def result(self) -> bytes | None:
+        """Called once after the last feed: the distillate for `scan`, or None."""
+        ...
 
 
 @dataclass(slots=True)
@@ -51,6 +80,13 @@ class Scanner(ABC):
     @abstractmethod
     def scan(self, layer: LayerFiles) -> ScanResult:
         """Parse the wanted files of one layer."""
+
+    # Whether the layer reader should offer unwanted regular files to `probe`.
+    probes: ClassVar[bool] = False
+
+    def probe(self, path: str, size: int, mode: int) -> FileProbe | None:
+        """A reader for this file, or None; called per file, so decide on size and mode."""
+        return None
 
 
 def detector(scanner: Scanner) -> str:
@@ -104,3 +140,22 @@ def read_file(layer: LayerFiles, path: str) -> bytes | None:
 def exists(layer: LayerFiles, path: str) -> bool:
     """Whether `path` is a wanted file or a symlink in this layer."""
     return path in layer.files or path in layer.symlinks
+
+
+def probe_chain(scanners: Sequence[Scanner]) -> Callable[[str, int, int], FileProbe | None] | None:
+    """The layer reader's `prober` for these scanners (the first probe offered wins), or None
+    when none of them probes, so the reader pays nothing per file."""
+    probing = [s for s in scanners if s.probes]
+    if not probing:
+        return None
+    if len(probing) == 1:
+        return probing[0].probe
+
+    def prober(path: str, size: int, mode: int) -> FileProbe | None:
+        for scanner in probing:
+            found = scanner.probe(path, size, mode)
+            if found is not None:
+                return found
+        return None
+
+    return prober

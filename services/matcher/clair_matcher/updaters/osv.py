@@ -1,8 +1,10 @@
 """OSV (claircore `updater/osv/osv.go`): `ecosystems.txt`, then one `<Ecosystem>/all.zip` each.
 
-Only PyPI is mapped (the other language matchers are out of scope). Per advisory: skipped when
-withdrawn, without affected entries, or with GIT ranges only; name = OSV id, description =
-summary, issued = published, links = references then `https://osv.dev/vulnerability/<alias>`;
+PyPI (ECOSYSTEM ranges) and Go (SEMVER ranges; module paths, `stdlib` for the standard
+library at semver versions, e.g. `1.21.0-rc.1`) are mapped, Go under Clair's repository
+(`go`, `https://pkg.go.dev/`); the other language matchers are out of scope. Per advisory:
+skipped when withdrawn, without affected entries, or with GIT ranges only; name = OSV id,
+description = summary, issued = published, links = references then `https://osv.dev/vulnerability/<alias>`;
 severity = the last parsable CVSS vector (qualitative), else `database_specific.severity`.
 Each ECOSYSTEM range becomes one vulnerability whose fixed_in_version is the URL-encoded query
 `fixed=..&introduced=..&lastAffected=..` (keys sorted, as Go's url.Values.Encode writes it).
@@ -61,9 +63,11 @@ IGNORED = frozenset(
         "wolfi",
     }
 )
-# Ecosystems whose records we map; the rest of Clair's set (Go, Maven, npm, ...) is out of scope.
-SUPPORTED = frozenset({"pypi"})
-REPOSITORY_URIS = {"pypi": "https://pypi.org/"}
+# Ecosystems whose records we map; the rest of Clair's set (Maven, npm, ...) is out of scope.
+SUPPORTED = frozenset({"pypi", "go"})
+REPOSITORY_URIS = {"pypi": "https://pypi.org/", "go": "https://pkg.go.dev/"}
+# The range type each ecosystem's versions come in (OSV: Go is SEMVER, PyPI ECOSYSTEM).
+RANGE_TYPES = {"go": "SEMVER"}
 _CVSS_TYPES = ("CVSS_V4", "CVSS_V3", "CVSS_V2")
 
 
@@ -133,6 +137,7 @@ class OsvUpdater(Updater):
         self.url = url
         self.name = f"osv/{ecosystem}"
         self.repository = Repository(name=ecosystem, uri=REPOSITORY_URIS.get(ecosystem, ""))
+        self.range_type = RANGE_TYPES.get(ecosystem, "ECOSYSTEM")
 
     def configure(self, config: Mapping[str, Any]) -> None:
         url = config_str(config, "url", self.name)
@@ -171,7 +176,7 @@ class OsvUpdater(Updater):
         # Positional Vulnerability arguments below (updater, name, description, issued,
         # links, severity, normalized_severity, package, distribution, repository,
         # fixed_in_version): keywords cost a measurable share of a million-record parse.
-        updater, repository = self.name, self.repository
+        updater, repository, range_type = self.name, self.repository, self.range_type
         name = str(doc.get("id") or "")
         description = str(doc.get("summary") or "")
         issued = _issued(doc.get("published"))
@@ -185,8 +190,8 @@ class OsvUpdater(Updater):
                 "", str(package.get("name") or ""), "", "binary"
             )  # id, name, version, kind
             for rng in entry.get("ranges") or ():
-                # SEMVER ranges do not occur for PyPI; GIT ranges need the sources.
-                if not isinstance(rng, dict) or rng.get("type") != "ECOSYSTEM":
+                # One range type per ecosystem; GIT ranges need the sources.
+                if not isinstance(rng, dict) or rng.get("type") != range_type:
                     continue
                 for fixed_in in _fixed_in_versions(rng.get("events") or ()):
                     yield Vulnerability(
