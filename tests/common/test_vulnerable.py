@@ -304,9 +304,9 @@ def test_distribution_filters(name: str, dist: Distribution | None, want: bool) 
 
 def test_default_matchers_names_and_config() -> None:
     assert [m.name for m in default_matchers()] == list(MATCHER_NAMES)
-    assert len(MATCHER_NAMES) == 10
-    chosen = default_matchers(["ubuntu-matcher", "gobin", "nonsense", "rhel"])
-    assert [m.name for m in chosen] == ["ubuntu-matcher", "rhel"]
+    assert len(MATCHER_NAMES) == 11
+    chosen = default_matchers(["ubuntu-matcher", "java-maven", "nonsense", "gobin", "rhel"])
+    assert [m.name for m in chosen] == ["ubuntu-matcher", "gobin", "rhel"]
     assert default_matchers([]) == []
     (rhel,) = default_matchers(["rhel"], {"rhel": {"ignore_unpatched": True}})
     assert rhel.constraints == (

@@ -49,10 +49,11 @@ async def test_factory_reads_ecosystems_and_reuses_the_set_on_304(
     factory.configure({"url": feed_server.url})
     first = await factory.updater_set(client)
     assert [(u.name, getattr(u, "url", "")) for u in first] == [
-        ("osv/pypi", feed_server.url + "PyPI/all.zip")
+        ("osv/go", feed_server.url + "Go/all.zip"),
+        ("osv/pypi", feed_server.url + "PyPI/all.zip"),
     ]
     second = await factory.updater_set(client)
-    assert [u.name for u in second] == ["osv/pypi"]
+    assert [u.name for u in second] == ["osv/go", "osv/pypi"]
     assert feed_server.count("ecosystems.txt") == 2
 
     only_npm = OsvFactory()
