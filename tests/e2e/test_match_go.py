@@ -25,6 +25,16 @@ from tests.fixtures.registry import LocalRegistry
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 
 
+def binaries_layer(program: Path) -> bytes:
+    """Debian's registry binary and the built program, as a layer."""
+    return build_layer(
+        {
+            "usr/bin/docker-registry": Mode(REGISTRY_BINARY.read_bytes(), 0o755),
+            "opt/app/server": Mode(program.read_bytes(), 0o755),
+        }
+    )
+
+
 @pytest.fixture
 async def combo(pg_dsn: str, tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Combo]:
     updaters = {
@@ -51,12 +61,8 @@ async def test_go_binaries_and_alpine_packages_in_one_report(
     assert report.outcomes["osv/go"] == "updated", report.errors
 
     (alpine,) = (shared_data / "layers").glob("alpine-3.6*")
-    binaries = {
-        "usr/bin/docker-registry": Mode(REGISTRY_BINARY.read_bytes(), 0o755),
-        "opt/app/server": Mode(go_app.read_bytes(), 0o755),
-    }
     manifest = await registry.push_image(
-        "go-e2e", [build_layer(files_from_dir(alpine)), build_layer(binaries)]
+        "go-e2e", [build_layer(files_from_dir(alpine)), binaries_layer(go_app)]
     )
     indexed = await combo.index(manifest)
     found = vulnerabilities_by_package(await combo.vulnerability_report(manifest.hash))
