@@ -6,9 +6,10 @@ the lines of one updater run sharing a `Ref`::
     {"Updater":..,"Fingerprint":..,"Date":..,"Ref":"<uuid>","Vuln":{<Vulnerability>},"Kind":"vulnerability"}
     {"Updater":..,"Fingerprint":..,"Date":..,"Ref":"<uuid>","Enrichment":{"Tags":[..],"Enrichment":{..}},"Kind":"enrichment"}
 
-Export runs every enabled updater with no database (no previous fingerprint, so delta feeds
-give full snapshots) and spools each run to its own temporary file: a run that fails leaves
-nothing in the output, whose groups are imported as complete snapshots. Import streams the
+Export runs every enabled updater, enrichers (clair.cvss, clair.kev, clair.epss) included,
+with no database (no previous fingerprint, so delta feeds give full snapshots) and spools
+each run to its own temporary file: a run that fails leaves nothing in the output, whose
+groups are imported as complete snapshots. Import streams the
 file (bounded memory): each (ref, kind) group is skipped when an update operation of that
 updater and kind already has its fingerprint, else stored through the normal ingest path.
 """
@@ -39,6 +40,7 @@ import orjson
 
 from clair_common.models import Vulnerability
 from clair_matcher import ingest
+from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.ingest import KIND_ENRICHMENT, KIND_VULNERABILITY
 from clair_matcher.updaters import UnchangedType, Updater
 from clair_matcher.updaters.registry import build_factories, discover
@@ -164,13 +166,21 @@ def _spool(lines: Iterator[bytes], spool: IO[bytes], progress: Progress) -> int:
 
 
 async def _export_one(
-    updater: Updater, client: aiohttp.ClientSession, spool: IO[bytes], progress: Progress
+    updater: Updater | Enricher,
+    client: aiohttp.ClientSession,
+    spool: IO[bytes],
+    progress: Progress,
 ) -> int:
     fetched = await updater.fetch(client, "")
     if isinstance(fetched, UnchangedType):  # no previous fingerprint: should not happen
         return 0
     try:
-        lines = vulnerability_lines(updater.name, fetched.fingerprint, updater.parse(fetched))
+        lines: Iterator[bytes]
+        if isinstance(updater, Enricher):
+            records = ((r.tags, r.data) for r in updater.parse(fetched))
+            lines = enrichment_lines(updater.name, fetched.fingerprint, records)
+        else:
+            lines = vulnerability_lines(updater.name, fetched.fingerprint, updater.parse(fetched))
         return await asyncio.to_thread(_spool, lines, spool, progress)
     finally:
         await asyncio.to_thread(fetched.discard)
@@ -189,14 +199,17 @@ async def export_updaters(
 
     progress = progress or Progress("exported", enabled=False)
     report = ExportReport()
-    factories, problems = build_factories(sets, config)
+    plain = [s for s in sets if s not in ENRICHMENT_SETS]
+    factories, problems = build_factories(plain, config)
+    report.errors.update(problems)
+    enrichers, problems = build_enrichers(sets, config)
     report.errors.update(problems)
     gate = asyncio.Semaphore(max(1, concurrency))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     with tempfile.TemporaryDirectory(prefix="clairctl-export-") as tmp:
         spools: dict[str, Path] = {}
 
-        async def run(updater: Updater, client: aiohttp.ClientSession) -> None:
+        async def run(updater: Updater | Enricher, client: aiohttp.ClientSession) -> None:
             path = Path(tmp) / f"{len(spools)}.jsonl"
             spools[updater.name] = path
             async with gate:
@@ -214,7 +227,8 @@ async def export_updaters(
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as client:
             found = await discover(factories, client, config)
             report.errors.update(found.errors)
-            await asyncio.gather(*(run(u, client) for u in found.updaters))
+            runs: list[Updater | Enricher] = [*found.updaters, *enrichers]
+            await asyncio.gather(*(run(u, client) for u in runs))
 
         def concatenate() -> None:
             for name in sorted(spools):

@@ -7,10 +7,16 @@ from typing import Any
 
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvss import CvssEnricher
+from clair_matcher.enrichers.epss import EpssEnricher
+from clair_matcher.enrichers.kev import KevEnricher
 from clair_matcher.updaters.base import ConfigProblem
 
 # Set name (as in `updaters.sets`) → builder; Clair registers each enricher as its own set.
-ENRICHMENT_SETS: dict[str, Callable[[], Enricher]] = {CvssEnricher.name: CvssEnricher}
+ENRICHMENT_SETS: dict[str, Callable[[], Enricher]] = {
+    CvssEnricher.name: CvssEnricher,
+    KevEnricher.name: KevEnricher,
+    EpssEnricher.name: EpssEnricher,
+}
 
 
 def default_enrichers() -> list[Enricher]:
@@ -24,6 +30,8 @@ __all__ = [
     "Enricher",
     "EnrichmentLookup",
     "EnrichmentRecord",
+    "EpssEnricher",
+    "KevEnricher",
     "build_enrichers",
     "default_enrichers",
 ]
