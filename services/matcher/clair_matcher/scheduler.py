@@ -107,6 +107,7 @@ class UpdateScheduler:
         self._task: asyncio.Task[None] | None = None
         self.feed_status = FeedStatusLog(log, period)
         self._running: set[str] = set()  # updaters whose run has not finished yet
+        self._discovered: dict[str, list[str]] = {}  # set → its updaters at the last discovery
         self._rounds: set[asyncio.Task[RunReport]] = set()
 
     @classmethod
@@ -146,6 +147,8 @@ class UpdateScheduler:
             self.feed_status.failed(name, reason)
             report.errors[name] = reason
             report.outcomes[name] = "failed"
+        self._discovered.update(found.by_set)
+        await self._record_discovery_failures(found.errors)
         for factory in self.factories:
             if factory.name not in found.errors:
                 self.feed_status.succeeded(factory.name, counted=False)
@@ -178,6 +181,28 @@ class UpdateScheduler:
                 except Exception as exc:
                     log.error("garbage collection failed: %s", one_line(exc))
         return report
+
+    async def _record_discovery_failures(self, errors: Mapping[str, str]) -> None:
+        """A set whose discovery failed fails its updaters' status too, not only a log line:
+        the set's own row and those of the updaters it found last time (since a restart: the
+        rows whose names start with the set's) say why."""
+        for name, reason in errors.items():
+            if name not in self._discovered and not any(f.name == name for f in self.factories):
+                continue  # an updater's config problem, not a set's discovery
+            error = f"discovery failed: {reason}"
+            known = self._discovered.get(name)
+            if known is None:  # none since start: the rows named after the set
+                with contextlib.suppress(Exception):
+                    rows = await self.pool.fetch(
+                        "SELECT updater_name FROM updater_status"
+                        " WHERE starts_with(updater_name, $1) AND updater_name <> $1",
+                        name,
+                    )
+                    known = [row["updater_name"] for row in rows]
+            for updater in [name, *(known or [])]:
+                with contextlib.suppress(Exception):
+                    prev = await latest_fingerprint(self.pool, updater, KIND_VULNERABILITY)
+                    await record_status(self.pool, updater, fingerprint=prev, error=error)
 
     async def run_updater(
         self, updater: Updater | Enricher, report: RunReport | None = None

@@ -85,6 +85,8 @@ class Discovery:
     updaters: list[Updater] = field(default_factory=list)
     # set or updater name → one-line reason
     errors: dict[str, str] = field(default_factory=dict)
+    # set name → the names of the updaters it discovered (sets that failed are absent)
+    by_set: dict[str, list[str]] = field(default_factory=dict)
 
 
 async def discover(
@@ -101,6 +103,7 @@ async def discover(
         except Exception as exc:  # one broken set never stops the others
             out.errors[factory.name] = " ".join(str(exc).split()) or type(exc).__name__
             continue
+        out.by_set[factory.name] = [updater.name for updater in updaters]
         for updater in updaters:
             if updater.name in seen:
                 continue
