@@ -62,6 +62,10 @@ async def test_refs_are_held_until_an_update_lands(matcher_pool: asyncpg.Pool) -
         await until(lambda: refs._held is None)
         (second,) = await refs.get()
         assert second != first and query.calls == 3
+        refs.changed()  # a write of this process: no waiting for its notification
+        assert refs._held is None
+        await refs.get()
+        assert query.calls == 4
     finally:
         await refs.close()
 

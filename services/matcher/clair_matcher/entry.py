@@ -59,7 +59,7 @@ async def start(ctx: ServiceContext) -> RunningMatcher:
     await service.start()
     cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)
-    scheduler = UpdateScheduler.from_config(ctx.config, pool, locks)
+    scheduler = UpdateScheduler.from_config(ctx.config, pool, locks, on_update=service.refs_changed)
     # In matcher mode the indexer is an HTTP client made for this service alone: ours to close
     # (else its session leaks at shutdown). In combo mode it is the indexer service itself.
     peer = [ctx.indexer] if isinstance(ctx.indexer, RemoteIndexer) else []

@@ -85,9 +85,14 @@ class LatestRefs:
             self._held = refs
         return refs
 
-    def _changed(self, *_: object) -> None:
+    def changed(self) -> None:
+        """Drop what is held: this process changed the refs (its notification may come after
+        its own next report)."""
         self._changes += 1
         self._held = None
+
+    def _changed(self, *_: object) -> None:
+        self.changed()
 
     def _lost(self, _conn: object) -> None:
         log.warning("matcher: lost the connection listening for update notifications")

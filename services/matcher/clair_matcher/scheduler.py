@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -81,8 +81,10 @@ class UpdateScheduler:
         updater_timeout: timedelta = timedelta(0),
         min_rate: float = 0,
         rate_window: timedelta = timedelta(0),
+        on_update: Callable[[], None] | None = None,
     ) -> None:
-        """`updater_timeout` of zero: no deadline; `min_rate` of zero: no rate floor."""
+        """`updater_timeout` of zero: no deadline; `min_rate` of zero: no rate floor;
+        `on_update` is called after each new update operation is stored."""
         self.pool = pool
         self.locks = locks
         self.config = config
@@ -103,6 +105,7 @@ class UpdateScheduler:
         self.updater_timeout = updater_timeout.total_seconds() or None
         self.min_rate = min_rate
         self.rate_window = rate_window.total_seconds()
+        self.on_update = on_update
         self._client: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self.feed_status = FeedStatusLog(log, period)
@@ -111,7 +114,13 @@ class UpdateScheduler:
         self._rounds: set[asyncio.Task[RunReport]] = set()
 
     @classmethod
-    def from_config(cls, cfg: Any, pool: asyncpg.Pool, locks: AdvisoryLocks) -> UpdateScheduler:
+    def from_config(
+        cls,
+        cfg: Any,
+        pool: asyncpg.Pool,
+        locks: AdvisoryLocks,
+        on_update: Callable[[], None] | None = None,
+    ) -> UpdateScheduler:
         """From a validated clair_common Config (its `matcher` and `updaters` sections)."""
         return cls(
             pool,
@@ -125,6 +134,7 @@ class UpdateScheduler:
             updater_timeout=cfg.matcher.updater_timeout,
             min_rate=cfg.matcher.updater_min_rate,
             rate_window=cfg.matcher.updater_rate_window,
+            on_update=on_update,
         )
 
     def _session(self) -> aiohttp.ClientSession:
@@ -260,6 +270,8 @@ class UpdateScheduler:
                 )
         finally:
             await asyncio.to_thread(fetched.discard)
+        if self.on_update is not None:
+            self.on_update()
         await record_status(self.pool, updater.name, fingerprint=fetched.fingerprint, error=None)
         self.feed_status.succeeded(updater.name)
         log.info(

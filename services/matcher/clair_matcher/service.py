@@ -215,7 +215,13 @@ class MatcherService:
         )
 
     async def delete_update_operations(self, refs: Sequence[str]) -> int:
-        return await self.store.delete_update_operations([uuid.UUID(r) for r in refs])
+        deleted = await self.store.delete_update_operations([uuid.UUID(r) for r in refs])
+        self.refs_changed()
+        return deleted
+
+    def refs_changed(self) -> None:
+        """An update operation of this process landed or went: reports read the refs anew."""
+        self._latest.changed()
 
     async def latest_refs(self) -> list[tuple[str, str, str]]:
         """(kind, updater, ref) of each updater's newest operation: what `scan` matches against."""
