@@ -24,7 +24,8 @@ run: $(STAMP)
 
 ## Distributed on this machine: embedded PostgreSQL, 2 indexers and a matcher behind NGINX on :6060.
 up: $(STAMP) system-deps
-	$(BIN)/python -m clair_common.devtools.up --data .clair-up $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/python -m clair_common.devtools.up --data .clair-up $(if $(CONFIG),--config $(CONFIG)) \
+		$(if $(INDEXERS),--indexers $(INDEXERS)) $(if $(MATCHERS),--matchers $(MATCHERS))
 
 ## System tools the tests need (PostgreSQL server, dpkg, ...); installed when running as root with apt.
 system-deps:
