@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,29 @@ IMAGES = {
     "debian": "debian-12-bookworm-minbase-debootstrap",
     "ubuntu": "ubuntu-20.04-base-jason416",
 }
+
+
+async def run_clairctl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Runs `clairctl` as a user would (a process, stdout a pipe); (exit code, out, err).
+
+    Without `env`, the parent's environment less anything naming a config or a database."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIR_", "PG"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clair_common.cli.clairctl",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 @dataclass

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -12,23 +9,7 @@ import yaml
 
 from clair_common.models import Package, Vulnerability
 from clair_matcher.ingest import update_vulnerabilities
-
-
-async def _clairctl(*args: str, cwd: Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIR_", "PG"))}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "clair_common.cli.clairctl",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.clairctl.stack import run_clairctl
 
 
 async def _tables(dsn: str) -> set[str]:
@@ -47,20 +28,20 @@ async def test_pre_applies_migrations_once(pg_dsn: str, tmp_path: Path) -> None:
     services = {s: {"connstring": pg_dsn} for s in ("indexer", "matcher", "notifier")}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(services))
     assert await _tables(pg_dsn) == set()
-    code, out, err = await _clairctl("admin", "pre", "v4.7.0", cwd=tmp_path)
+    code, out, err = await run_clairctl("admin", "pre", "v4.7.0", cwd=tmp_path)
     assert code == 0, err
     lines = out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["indexer", "matcher", "notifier"]
     assert all("applied migrations [1" in line for line in lines), lines
     assert {"indexer.manifest", "matcher.vuln", "notifier.migrations"} <= await _tables(pg_dsn)
-    code, out, _ = await _clairctl("admin", "pre", "4.8.1", cwd=tmp_path)
+    code, out, _ = await run_clairctl("admin", "pre", "4.8.1", cwd=tmp_path)
     assert code == 0
     assert out.splitlines() == [f"{s}: migrations up to date" for s in services]
 
 
 async def test_post_4_7_0_drops_pyupio_only(pg_dsn: str, tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"matcher": {"connstring": pg_dsn}}))
-    assert (await _clairctl("-c", "c.yaml", "admin", "pre", "v4.7.0", cwd=tmp_path))[0] == 0
+    assert (await run_clairctl("-c", "c.yaml", "admin", "pre", "v4.7.0", cwd=tmp_path))[0] == 0
     pool = await asyncpg.create_pool(pg_dsn, server_settings={"search_path": "matcher"})
     assert pool is not None
     try:
@@ -72,7 +53,7 @@ async def test_post_4_7_0_drops_pyupio_only(pg_dsn: str, tmp_path: Path) -> None
                 fixed_in_version="3.2.1",
             )
             await update_vulnerabilities(pool, updater, "fp", [vuln])
-        code, out, err = await _clairctl("-c", "c.yaml", "admin", "post", "4.7.0", cwd=tmp_path)
+        code, out, err = await run_clairctl("-c", "c.yaml", "admin", "post", "4.7.0", cwd=tmp_path)
         assert code == 0, err
         assert out.strip() == "matcher: pyupio: 1 update operations, 1 vulnerabilities deleted"
         left = await pool.fetch(
@@ -84,12 +65,12 @@ async def test_post_4_7_0_drops_pyupio_only(pg_dsn: str, tmp_path: Path) -> None
 
 
 async def test_versions_without_tasks_and_bad_input(tmp_path: Path) -> None:
-    code, out, err = await _clairctl("admin", "post", "v9.9.9", cwd=tmp_path)
+    code, out, err = await run_clairctl("admin", "post", "v9.9.9", cwd=tmp_path)
     assert (code, out, err) == (0, "", "")  # as Clair: nothing to do for this version
-    code, _, err = await _clairctl("admin", "pre", "banana", cwd=tmp_path)
+    code, _, err = await run_clairctl("admin", "pre", "banana", cwd=tmp_path)
     assert code == 2 and "not a version" in err
     # No databases configured (make run's embedded one lives with the server): skipped.
-    code, out, err = await _clairctl("admin", "pre", "v4.7.3", cwd=tmp_path)
+    code, out, err = await run_clairctl("admin", "pre", "v4.7.3", cwd=tmp_path)
     assert code == 0, err
     assert out.splitlines() == [
         f"{s}: skipped: no {s}.connstring configured (nor PG* variables)"

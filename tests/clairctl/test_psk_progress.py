@@ -5,34 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
 from clair_common.clairctl.progress import Progress
+from tests.clairctl.stack import run_clairctl
 from tests.fixtures.server import clair_server, wait_ready
 
 KEY = base64.b64encode(b"clairctl-test-key-0123456789abcdef").decode()
-
-
-async def _clairctl(*args: str, cwd: Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIR_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "clair_common.cli.clairctl",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_psk_signing(pg_dsn: str) -> None:
@@ -50,18 +32,18 @@ async def test_psk_signing(pg_dsn: str) -> None:
     ) as clair:
         await asyncio.to_thread(wait_ready, clair)
         delete = ("delete", "--host", clair.api, digest)
-        code, _, err = await _clairctl(*delete, cwd=workdir)
+        code, _, err = await run_clairctl(*delete, cwd=workdir)
         assert code == 1
         assert "--config" in err and "401" in err
-        code, _, err = await _clairctl("-c", "client.yaml", *delete, cwd=workdir)
+        code, _, err = await run_clairctl("-c", "client.yaml", *delete, cwd=workdir)
         assert code == 1 and "401" in err  # `clairctl` is not an allowed issuer there
-        code, out, err = await _clairctl(
+        code, out, err = await run_clairctl(
             "-c", "client.yaml", *delete[:1], "--issuer", "ci", *delete[1:], cwd=workdir
         )
         assert code == 0, err
         # ./config.yaml is picked up as Clair's clairctl does.
         (workdir / "config.yaml").write_text((workdir / "client.yaml").read_text())
-        code, out, err = await _clairctl(*delete[:1], "--iss", "ci", *delete[1:], cwd=workdir)
+        code, out, err = await run_clairctl(*delete[:1], "--iss", "ci", *delete[1:], cwd=workdir)
         assert code == 0, err
         assert out == ""  # nothing was indexed, so nothing was deleted
 
