@@ -15,7 +15,6 @@ import pytest
 from clair_common.clairctl.credentials import Credentials, find_credentials
 from clair_common.clairctl.reference import parse_reference
 from clair_common.clairctl.registry import (
-    OCI_INDEX,
     Platform,
     RegistryClient,
     RegistryError,
@@ -141,41 +140,12 @@ async def test_basic_auth_wrong_password(auth_registries: AuthRegistries, tmp_pa
         await client.close()
 
 
-def _put_index(registry: LocalRegistry, repo: str, manifests: dict[str, Manifest]) -> str:
-    from tests.fixtures.registry import _request
-
-    entries = []
-    for plat, manifest in manifests.items():
-        os_, arch, *variant = plat.split("/")
-        # The registry answers a manifest GET with its stored bytes; fetch them for the size.
-        _, _, body = _request(
-            "GET",
-            f"{registry.base_url}/v2/{repo}/manifests/{manifest.hash}",
-            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-        )
-        platform = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
-        entries.append(
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest.hash,
-                "size": len(body),
-                "platform": platform,
-            }
-        )
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
-    _request(
-        "PUT",
-        f"{registry.base_url}/v2/{repo}/manifests/multi",
-        index,
-        {"Content-Type": OCI_INDEX},
-    )
-    return "sha256:" + hashlib.sha256(index).hexdigest()
-
-
 async def test_multi_platform_index(registry: LocalRegistry) -> None:
     amd = await registry.push_image("clairctl/multi", [_layer("amd64")], tag="amd")
     arm = await registry.push_image("clairctl/multi", [_layer("arm64")], tag="arm")
-    _put_index(registry, "clairctl/multi", {"linux/amd64": amd, "linux/arm64/v8": arm})
+    registry.push_index_sync(
+        "clairctl/multi", {"linux/amd64": amd, "linux/arm64/v8": arm}, tag="multi"
+    )
     host = registry.base_url.removeprefix("http://")
     ref = parse_reference(f"{host}/clairctl/multi:multi")
     chosen = {}

@@ -240,7 +240,8 @@ def _image_options(parser: argparse.ArgumentParser, *, archive: bool = True) -> 
 
 def register(sub: Any) -> None:
     manifest = sub.add_parser("manifest", help="print Clair's manifest of each image")
-    _image_options(manifest)
+    # No --archive: its layer URLs would die with the command that printed them.
+    _image_options(manifest, archive=False)
     manifest.set_defaults(func=_manifest)
 
     report = sub.add_parser("report", help="index each image and print its vulnerabilities")
