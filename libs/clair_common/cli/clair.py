@@ -62,8 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(ServeOptions(args.mode, config, args.embedded_db)))
+    from clair_common.db.pool import DatabaseUnavailable
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(ServeOptions(args.mode, config, args.embedded_db)))
+    except DatabaseUnavailable as err:
+        print(f"clair: {args.config or 'environment'}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,12 +14,20 @@ SUBCOMMAND_GROUP = "clair.clairctl"
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from clair_common.config import ConfigError, dump_config, load_config, merged_document
+    from clair_common.config import (
+        ConfigError,
+        connstring_problems,
+        dump_config,
+        load_config,
+        merged_document,
+    )
 
     status = 0
     for path in args.files:
         try:
-            load_config(path)
+            problems = connstring_problems(load_config(path), "combo", path)
+            if problems:
+                raise ConfigError(problems)
             merged = merged_document(path)
         except ConfigError as err:
             print(str(err), file=sys.stderr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, overload
 
+from clair_common.config.connstring import ConnStringError, parse_connstring
 from clair_common.config.errors import ConfigError
 from clair_common.config.models import Config, Indexer, Matcher, Matchers, SharedConfig, Updaters
 from clair_common.config.notifier import Notifier
@@ -22,9 +23,11 @@ __all__ = [
     "MatcherView",
     "Mode",
     "NotifierView",
+    "connstring_problems",
     "lint_config",
     "resolve_connstring",
     "service_view",
+    "services_of",
     "validate_for_mode",
 ]
 
@@ -100,9 +103,27 @@ def resolve_connstring(value: str, environ: Mapping[str, str] | None = None) -> 
     return None
 
 
-def validate_for_mode(cfg: Config, mode: Mode, source: str = "config") -> None:
-    """Checks that depend on the mode (Clair's `Validate`): remote addresses for split services."""
+def services_of(mode: Mode) -> tuple[Literal["indexer", "matcher", "notifier"], ...]:
+    """The sections a mode reads (combo: all three; the notifier's only when it runs)."""
+    return ("indexer", "matcher", "notifier") if mode == "combo" else (mode,)
+
+
+def connstring_problems(cfg: Config, mode: Mode, source: str = "config") -> list[str]:
+    """Each connection string of the mode's services, parsed as `clair serve` will use it."""
     problems: list[str] = []
+    for name in services_of(mode):
+        section: Indexer | Matcher | Notifier = getattr(cfg, name)
+        try:
+            parse_connstring(section.connstring)
+        except ConnStringError as err:
+            problems.append(f"{source}: {name}.connstring: {err}")
+    return problems
+
+
+def validate_for_mode(cfg: Config, mode: Mode, source: str = "config") -> None:
+    """Checks that depend on the mode (Clair's `Validate`): remote addresses for split services,
+    and the connection strings of the services the mode runs."""
+    problems = connstring_problems(cfg, mode, source)
     if mode == "matcher" and not cfg.matcher.indexer_addr:
         problems.append(f"{source}: matcher.indexer_addr: required in matcher mode")
     if mode == "notifier":

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from clair_common.db.pool import connect
+
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
@@ -36,8 +38,8 @@ class AdvisoryLocks:
     async def _query(self, sql: str, key: int) -> bool:
         async with self._conn_guard:
             if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(
-                    self._dsn or None, server_settings={"application_name": "clair-locks"}
+                self._conn = await connect(
+                    self._dsn, application_name="clair-locks", key="database"
                 )
             return bool(await self._conn.fetchval(sql, key))
 

@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import asyncpg
-
 from clair_common.db.locks import lock_key
+from clair_common.db.pool import connect
 
 log = logging.getLogger("clair.db.migrate")
 _NAME_RE = re.compile(r"^(\d+)_([a-z0-9_]+)\.sql$")
@@ -44,7 +43,7 @@ def load_migrations(package: str) -> list[Migration]:
 async def migrate(dsn: str | None, schema: str, package: str) -> list[int]:
     """Applies pending migrations; returns the versions applied now."""
     migrations = load_migrations(package)
-    conn = await asyncpg.connect(dsn or None, server_settings={"application_name": "clair-migrate"})
+    conn = await connect(dsn, application_name="clair-migrate", key=schema)
     applied_now: list[int] = []
     key = lock_key(f"migrations:{schema}")
     try:

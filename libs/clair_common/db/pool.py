@@ -10,6 +10,9 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from clair_common.config.connstring import ConnStringError
+from clair_common.db.connect import connect_options
+
 # Pools are few and long-lived; closed ones are dropped when metrics are next collected.
 _POOLS: dict[str, asyncpg.Pool] = {}
 
@@ -34,6 +37,29 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     asyncpg still rolls back a transaction left open."""
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database a service is configured for cannot be reached or refuses the login; the
+    message names the config key, for a one-line start-up error."""
+
+
+def _unavailable(schema: str, err: BaseException) -> DatabaseUnavailable:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return DatabaseUnavailable(f"{schema}.connstring: cannot connect to PostgreSQL: {detail}")
+
+
+async def connect(dsn: str | None, *, application_name: str, key: str) -> asyncpg.Connection:
+    """One connection with the same meaning of `dsn` as the pools (`key`: the config section
+    named in errors)."""
+    try:
+        options = connect_options(dsn, application_name=application_name)
+        conn: asyncpg.Connection = await asyncpg.connect(**options.kwargs)
+    except ConnStringError as err:
+        raise DatabaseUnavailable(f"{key}.connstring: {err}") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+        raise _unavailable(key, err) from err
+    return conn
+
+
 async def create_pool(
     dsn: str | None,
     *,
@@ -42,15 +68,33 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 20,
 ) -> asyncpg.Pool:
-    """A pool whose connections see `schema` first; dsn None or "" uses libpq's PG* environment."""
-    pool = await asyncpg.create_pool(
-        dsn or None,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init_connection,
-        reset=_keep_session,
-        server_settings={"application_name": application_name, "search_path": f"{schema},public"},
-    )
+    """A pool whose connections see `schema` first; dsn None or "" uses libpq's PG* environment.
+
+    The connection string's `pool_max_conns`/`pool_min_conns` win over the sizes given here.
+    """
+    try:
+        options = connect_options(
+            dsn,
+            application_name=application_name,
+            server_settings={"search_path": f"{schema},public"},
+        )
+    except ConnStringError as err:
+        raise DatabaseUnavailable(f"{schema}.connstring: {err}") from None
+    sizing = options.settings.pool
+    max_size = sizing.max_conns or max_size
+    min_size = min(sizing.min_conns if sizing.min_conns is not None else min_size, max_size)
+    idle = sizing.max_conn_idle_time
+    try:
+        pool = await asyncpg.create_pool(
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+            **({"max_inactive_connection_lifetime": idle.total_seconds()} if idle else {}),
+            **options.kwargs,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+        raise _unavailable(schema, err) from err
     assert pool is not None
     _POOLS[application_name] = pool
     return pool

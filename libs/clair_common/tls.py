@@ -1,0 +1,93 @@
+"""The one place outbound TLS trust is decided: the system store plus what Go would also trust.
+
+Clair is a Go program, so operators hand it extra CAs the way Go reads them: `SSL_CERT_FILE`
+names one PEM bundle, `SSL_CERT_DIR` a colon-separated list of directories whose every file is
+read, whatever its name (Quay mounts its CA as `extra_ca_cert_*.cert`). OpenSSL, and so
+Python's default context, looks up a directory only by subject-hash file names (`c_rehash`),
+which such files never have. Every outbound client (layer fetches, feeds, webhooks, calls
+between services, the database when it verifies without an `sslrootcert`) uses `client_context`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+__all__ = ["client_context", "client_session", "extra_ca_files", "new_client_context"]
+
+log = logging.getLogger("clair.tls")
+
+
+def extra_ca_files(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """`SSL_CERT_FILE`, then every regular file in each `SSL_CERT_DIR` directory (sorted)."""
+    env = os.environ if environ is None else environ
+    files: list[Path] = []
+    if env.get("SSL_CERT_FILE"):
+        files.append(Path(env["SSL_CERT_FILE"]))
+    for directory in env.get("SSL_CERT_DIR", "").split(":"):
+        if not directory:
+            continue
+        try:
+            entries = sorted(Path(directory).iterdir())
+        except OSError:
+            continue  # Go skips directories it cannot read.
+        files.extend(entry for entry in entries if entry.is_file())
+    return files
+
+
+def _load_pem_file(context: ssl.SSLContext, path: Path) -> int:
+    """Add each certificate in one PEM file; Go ignores what is not a certificate."""
+    try:
+        text = path.read_text(encoding="ascii", errors="ignore")
+    except OSError:
+        return 0
+    loaded = 0
+    for block in text.split("-----BEGIN CERTIFICATE-----")[1:]:
+        body, end, _ = block.partition("-----END CERTIFICATE-----")
+        if not end:
+            continue
+        try:
+            context.load_verify_locations(
+                cadata=f"-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----\n"
+            )
+        except ssl.SSLError:
+            continue
+        loaded += 1
+    return loaded
+
+
+def _build(files: tuple[Path, ...], cafile: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=cafile)
+    for path in files:
+        if _load_pem_file(context, path):
+            log.debug("trusting CA certificates from %s", path)
+    return context
+
+
+@lru_cache(maxsize=8)
+def _cached(files: tuple[Path, ...], cafile: str | None) -> ssl.SSLContext:
+    return _build(files, cafile)
+
+
+def client_context(cafile: str | None = None) -> ssl.SSLContext:
+    """A shared verifying client context: system store, `SSL_CERT_FILE`, `SSL_CERT_DIR`, and
+    `cafile`. Shared per environment (building one reads every CA file): do not change it."""
+    return _cached(tuple(extra_ca_files()), cafile)
+
+
+def new_client_context(cafile: str | None = None) -> ssl.SSLContext:
+    """Like `client_context`, but a new object the caller may change (client certificates)."""
+    return _build(tuple(extra_ca_files()), cafile)
+
+
+def client_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """An aiohttp session whose HTTPS connections trust what `client_context` trusts;
+    keyword arguments (timeout, headers, ...) go to `aiohttp.ClientSession`."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context()), **kwargs)
