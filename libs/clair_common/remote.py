@@ -24,6 +24,7 @@ from clair_common.models import (
     Vulnerability,
     VulnerabilityReport,
 )
+from clair_common.tls import client_session
 
 
 class RemoteError(RuntimeError):
@@ -42,6 +43,9 @@ class _Client:
     def __init__(self, base_url: str, psk: bytes | None) -> None:
         if not base_url:
             raise ValueError("peer address is not configured")
+        # Clair's sample and Quay's configs write bare `host:port` or `host`: plain HTTP.
+        if "://" not in base_url:
+            base_url = "http://" + base_url
         self._base = base_url.rstrip("/")
         self._psk = psk
         self._session: aiohttp.ClientSession | None = None
@@ -67,7 +71,7 @@ class _Client:
     ) -> tuple[int, Any, CIMultiDict[str]]:
         """(status, the JSON body parsed, or its bytes if not `parse`, response headers)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
             )
         data = orjson.dumps(body) if body is not None else None

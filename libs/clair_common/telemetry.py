@@ -41,14 +41,14 @@ def setup_logging(level: str) -> None:
 def setup_tracing(trace_cfg: Any, log_level: str, mode: str) -> None:
     """Clair's sampler rules: always with debug logging, else parent-based ratio, else off."""
     name = getattr(trace_cfg, "name", "") or ""
-    if not name or name == "sentry":
+    if name == "jaeger":
+        log.warning('trace.name: "jaeger" was removed from Clair; tracing is off (use "otlp")')
+    if name in ("", "sentry", "jaeger"):
         return
     exporter: SpanExporter
     if name == "stdout":
         exporter = ConsoleSpanExporter()
     else:
-        if name == "jaeger":
-            log.warning("trace.name jaeger is deprecated; exporting with OTLP instead")
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         http = getattr(getattr(trace_cfg, "otlp", None), "http", None)

@@ -14,6 +14,7 @@ from clair_common.config import (
     Config,
     ConfigError,
     default_config,
+    lint_config,
     validate_document,
 )
 
@@ -250,19 +251,19 @@ def test_listen_addr_rejects(addr: str) -> None:
             {
                 "notifier": {
                     "amqp": {
-                        "exchange": {"type": "x", "durable": True},
+                        "exchange": {"type": "x", "durabel": True},
                         "routing_key": "k",
                         "uris": ["amqp://h"],
                     }
                 }
             },
-            "notifier.amqp.exchange.durable",
+            "notifier.amqp.exchange.durabel",
         ),
         (
             {"trace": {"otlp": {"http": {"endpoint": "c:4318", "url": "/v1"}}}},
             "trace.otlp.http.url",
         ),
-        ({"matcher": {"updater_sets": ["ubuntu"]}}, "matcher.updater_sets"),
+        ({"matcher": {"updater_set": ["ubuntu"]}}, "matcher.updater_set"),
     ],
 )
 def test_unknown_key_is_one_line_naming_the_path(doc: dict[str, Any], path: str) -> None:
@@ -365,3 +366,37 @@ def test_trace_and_metrics() -> None:
     assert line.startswith(
         "config.yaml: trace.probability: Input should be less than or equal to 1"
     )
+
+
+def test_keys_of_earlier_releases_warn_once_and_are_ignored() -> None:
+    cfg = validate(
+        {
+            "matcher": {"updater_sets": ["ubuntu"], "run": "", "max_conn_pool": 100},
+            "metrics": {"name": "prometheus", "dogstatsd": {"url": ""}},
+            "notifier": {
+                "amqp": {
+                    "exchange": {"type": "direct", "durable": True},
+                    "routing_key": "k",
+                    "uris": ["amqp://h"],
+                },
+                "stomp": {"uris": ["h:61613"], "login": {"login": "u", "passcode": "p"}},
+            },
+            "trace": {"jaeger": {"agent": {"endpoint": "localhost:6831"}}},
+        }
+    )
+    assert cfg.updaters.sets == list(DEFAULT_UPDATER_SETS)  # ignored, not carried over
+    assert cfg.notifier.stomp is not None
+    assert cfg.notifier.stomp.user is None
+    warnings = lint_config(cfg)
+    for key, replacement in [
+        ("matcher.updater_sets", "updaters.sets"),
+        ("matcher.run", "matcher.period"),
+        ("metrics.dogstatsd", 'metrics.name "prometheus" or "otlp"'),
+        ("notifier.amqp.exchange.durable", "notifier.amqp.exchange.durability"),
+        ("notifier.stomp.login", "notifier.stomp.user"),
+        ("trace.jaeger", "trace.otlp"),
+    ]:
+        (line,) = [w for w in warnings if w.startswith(key + ":")]
+        assert line == f"{key}: removed from Clair and ignored; use {replacement} instead"
+    assert "matcher.max_conn_pool: ignored; set pool_max_conns in the connstring" in warnings
+    assert lint_config(validate({})) == []

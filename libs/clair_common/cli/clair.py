@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -38,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from clair_common.config import ConfigError, default_config, load_config, validate_for_mode
+    from clair_common.config import (
+        ConfigError,
+        default_config,
+        lint_config,
+        load_config,
+        validate_for_mode,
+    )
     from clair_common.server import ServeOptions, run
     from clair_common.telemetry import setup_logging, setup_tracing
 
@@ -55,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clair: {err}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    for warning in lint_config(config):
+        logging.getLogger("clair.config").warning("%s: %s", args.config or "environment", warning)
     setup_tracing(config.trace, config.log_level, args.mode)
     try:
         import uvloop

@@ -18,6 +18,7 @@ def _check_config(args: argparse.Namespace) -> int:
         ConfigError,
         connstring_problems,
         dump_config,
+        lint_config,
         load_config,
         merged_document,
     )
@@ -25,9 +26,12 @@ def _check_config(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            problems = connstring_problems(load_config(path), "combo", path)
+            cfg = load_config(path)
+            problems = connstring_problems(cfg, "combo", path)
             if problems:
                 raise ConfigError(problems)
+            for warning in lint_config(cfg):
+                print(f"{path}: warning: {warning}", file=sys.stderr)
             merged = merged_document(path)
         except ConfigError as err:
             print(str(err), file=sys.stderr)

@@ -118,6 +118,10 @@ def coerce_duration(value: Any) -> timedelta:
             raise PydanticCustomError("clair_config", "{detail}", {"detail": _bad(value)})
         return _nanos_to_timedelta(value)
     if isinstance(value, str):
+        if value == "":
+            # Clair 4.0-4.3 kept these as strings where "" meant "the default"; configs written
+            # then (the Quay operator's) still say so.
+            return timedelta(0)
         try:
             return parse_go_duration(value)
         except ValueError as err:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from clair_common.config.documents import merged_document, parse_yaml_scalar
 from clair_common.config.errors import ConfigError
 from clair_common.config.models import Config
+from clair_common.config.removed import strip_removed_keys
 
 __all__ = [
     "apply_env_overrides",
@@ -162,9 +163,15 @@ def _env_source(loc: tuple[int | str, ...], sources: Mapping[KeyPath, str]) -> s
 def validate_document(
     doc: Mapping[str, Any], source: str, env_sources: Mapping[KeyPath, str] | None = None
 ) -> Config:
-    """Validate a merged document; every problem becomes one line of the ConfigError."""
+    """Validate a merged document; every problem becomes one line of the ConfigError.
+
+    Keys earlier Clair releases knew (removed.py) are dropped first and kept as warnings
+    (`Config.removed_keys`, reported by `lint_config`)."""
+    doc, removed = strip_removed_keys(doc)
     try:
-        return Config.model_validate(doc)
+        cfg = Config.model_validate(doc)
+        cfg.note_removed_keys(removed)
+        return cfg
     except ValidationError as err:
         problems = []
         for error in err.errors(include_url=False):

@@ -12,7 +12,7 @@ import os
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from clair_common.config.base import TLS, ConfigModel, check_host_port, config_problem
 from clair_common.config.duration import GoDuration
@@ -280,6 +280,15 @@ class Config(SharedConfig):
     matchers: Matchers = Field(default_factory=Matchers)
     updaters: Updaters = Field(default_factory=Updaters)
     notifier: Notifier = Field(default_factory=Notifier)
+    # Warnings for keys of earlier Clair releases found in the file and ignored (removed.py).
+    _removed_keys: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def removed_keys(self) -> list[str]:
+        return list(self._removed_keys)
+
+    def note_removed_keys(self, warnings: list[str]) -> None:
+        self._removed_keys = list(warnings)
 
     @model_validator(mode="after")
     def _cross_section_defaults(self) -> Config:

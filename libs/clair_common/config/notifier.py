@@ -88,8 +88,9 @@ class StompLogin(ConfigModel):
 class STOMP(ConfigModel):
     destination: str = ""
     callback: str = ""
-    # host:port pairs (Clair calls them URIs), tried in order.
-    uris: list[str] = Field(min_length=1)
+    # host:port pairs (Clair calls them URIs), tried in order; required only when STOMP is the
+    # mechanism used (Clair's own sample has a STOMP block without them beside a webhook).
+    uris: list[str] = Field(default_factory=list)
     rollup: int = 0
     direct: bool = False
     tls: TLS | None = None
@@ -131,6 +132,8 @@ class Notifier(ConfigModel):
             self.poll_interval = DEFAULT_POLL_INTERVAL
         if self.delivery_interval < _MIN_INTERVAL:
             self.delivery_interval = DEFAULT_DELIVERY_INTERVAL
+        if self.delivery == "stomp" and self.stomp is not None and not self.stomp.uris:
+            raise config_problem("stomp.uris: required when STOMP delivers notifications")
         return self
 
     @property

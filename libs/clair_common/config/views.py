@@ -16,6 +16,7 @@ from clair_common.config.connstring import ConnStringError, parse_connstring
 from clair_common.config.errors import ConfigError
 from clair_common.config.models import Config, Indexer, Matcher, Matchers, SharedConfig, Updaters
 from clair_common.config.notifier import Notifier
+from clair_common.config.telemetry import Jaeger
 
 __all__ = [
     "PG_ENVIRONMENT",
@@ -138,7 +139,7 @@ def validate_for_mode(cfg: Config, mode: Mode, source: str = "config") -> None:
 
 def lint_config(cfg: Config) -> list[str]:
     """Clair-style warnings (logged at start-up, never fatal), as `key.path: message`."""
-    warnings: list[str] = []
+    warnings: list[str] = cfg.removed_keys
     if cfg.log_level in ("fatal", "panic"):
         warnings.append('log_level: "fatal" and "panic" levels result in almost no logging')
     if cfg.tls is not None and cfg.tls.root_ca:
@@ -147,6 +148,8 @@ def lint_config(cfg: Config) -> list[str]:
         warnings.append("auth.psk.iss: no extra issuers; only clair-intraservice is accepted")
     if cfg.trace.name == "jaeger":
         warnings.append('trace.name: trace provider "jaeger" is deprecated; migrate to "otlp"')
+    if cfg.trace.jaeger != Jaeger():
+        warnings.append("trace.jaeger: removed from Clair and ignored; use trace.otlp instead")
     if cfg.matcher.period < timedelta(hours=6):
         warnings.append("matcher.period: updater period is very aggressive")
     if cfg.matcher.cache_age < cfg.matcher.period / 2:
