@@ -17,14 +17,14 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from clair_common.config import load_config, validate_for_mode
+from clair_common.config import Mode, load_config, validate_for_mode
 from tests.conftest import data_root
 from tests.fixtures.server import clair_server, wait_ready
 
 HERE = Path(__file__).parent / "dropin_configs"
 CLAIR_CONFIGS = data_root() / "clair-configs"
 
-CONFIGS: dict[str, tuple[Path, tuple[str, ...]]] = {
+CONFIGS: dict[str, tuple[Path, tuple[Mode, ...]]] = {
     "clair-sample": (
         CLAIR_CONFIGS / "config.yaml.sample",
         ("combo", "indexer", "matcher", "notifier"),

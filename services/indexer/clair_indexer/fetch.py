@@ -38,6 +38,7 @@ from yarl import URL
 
 from clair_common.models import Layer, ModelError, parse_digest
 from clair_common.progress import ByteCounter, TooSlow, at_least
+from clair_common.tls import client_session
 from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -560,7 +561,7 @@ class LayerFetcher:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
                 timeout=self._timeout, headers={"User-Agent": "clair-py-indexer"}
             )
         return self._session

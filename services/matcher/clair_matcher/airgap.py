@@ -39,6 +39,7 @@ import asyncpg
 import orjson
 
 from clair_common.models import Vulnerability
+from clair_common.tls import client_session
 from clair_matcher import ingest
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.ingest import KIND_ENRICHMENT, KIND_VULNERABILITY
@@ -224,7 +225,7 @@ async def export_updaters(
                     progress.note(f"updater {updater.name} failed: {one_line(exc)}")
 
         headers = {"User-Agent": USER_AGENT}
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as client:
+        async with client_session(timeout=timeout, headers=headers) as client:
             found = await discover(factories, client, config)
             report.errors.update(found.errors)
             runs: list[Updater | Enricher] = [*found.updaters, *enrichers]

@@ -27,6 +27,7 @@ import asyncpg
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
+from clair_common.tls import client_session
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.feed_status import FeedStatusLog
 from clair_matcher.ingest import (
@@ -141,6 +142,9 @@ class UpdateScheduler:
         if self._client is None or self._client.closed:
             self._client = aiohttp.ClientSession(
                 timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
+            self._client = client_session(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
+                headers={"User-Agent": USER_AGENT},
             )
         return self._client
 

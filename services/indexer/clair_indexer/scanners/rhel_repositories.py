@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from clair_common.config.duration import coerce_duration
 from clair_common.models import Repository
+from clair_common.tls import client_context
 from clair_common.vulnerable.cpe import CPEError, to_formatted_string
 
 from ..fetch import is_private_address
@@ -141,7 +142,9 @@ class RepositoryCpeMapping:
         if self._last_modified:
             request.add_header("If-Modified-Since", self._last_modified)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=client_context()
+            ) as resp:
                 body = resp.read()
                 last_modified = resp.headers.get("Last-Modified", "")
             self._data = parse_mapping(body)

@@ -24,6 +24,7 @@ import orjson
 
 from clair_common.config.base import TLS
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.tls import new_client_context
 from clair_notifier.store import PENDING, NotifierStore
 
 log = logging.getLogger("clair.notifier.delivery")
@@ -118,7 +119,7 @@ class DeliveryLoop:
 def tls_context(tls: TLS | None) -> ssl.SSLContext:
     """A client context on the system trust store, plus the configured client certificate
     and the deprecated `root_ca` when given."""
-    context = ssl.create_default_context()
+    context = new_client_context()
     if tls is not None:
         if tls.root_ca:
             context.load_verify_locations(cafile=tls.root_ca)

@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from clair_common.config.notifier import Webhook
 from clair_common.http.auth import sign
+from clair_common.tls import client_session
 from clair_notifier.delivery import DeliveryError
 
 ISSUER = "clair-notifier"
@@ -48,7 +49,7 @@ class WebhookDeliverer:
         self, notification_id: uuid.UUID, notifications: Sequence[dict[str, Any]] = ()
     ) -> None:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+            self._session = client_session(timeout=TIMEOUT)
         body = {
             "notification_id": str(notification_id),
             "callback": self.callback_url(notification_id),
