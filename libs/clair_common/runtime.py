@@ -10,19 +10,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from starlette.middleware import Middleware
 
 from clair_common.clients import Indexer, Matcher
+from clair_common.config.views import IndexerView, MatcherView, NotifierView
 from clair_common.http.routes import Operation
 
 SERVICE_ORDER = ("indexer", "matcher", "notifier")
 
+View = TypeVar("View", IndexerView, MatcherView, NotifierView)
+
 
 @dataclass(slots=True)
-class ServiceContext:
-    config: Any  # clair_common.config.Config; a service reads its own section and the shared keys
+class ServiceContext(Generic[View]):
+    """What a starter is handed: its own config section(s) plus the shared keys, typed, so a
+    service cannot read another's section (`ServiceContext[IndexerView]` has no `matcher`)."""
+
+    config: View
     dsn: str | None  # resolved connstring for this service ("" or None: libpq environment)
     migrations: bool
     indexer: Indexer | None = None  # peers: local objects in combo mode, HTTP clients otherwise
@@ -42,7 +48,7 @@ class Service(Protocol):
     async def close(self) -> None: ...
 
 
-Starter = Callable[[ServiceContext], Awaitable[Service]]
+Starter = Callable[[ServiceContext[Any]], Awaitable[Service]]
 
 
 def load_starter(name: str) -> Starter:

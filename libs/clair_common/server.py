@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Event, Updated
 
 from clair_common.clients import Indexer, Matcher
+from clair_common.config.views import service_view
 from clair_common.http.app import build_api_app
 from clair_common.http.introspection import Readiness, build_introspection_app
 from clair_common.runtime import SERVICE_ORDER, Service, ServiceContext, load_starter
@@ -139,8 +140,8 @@ async def start_services(
         if name == "notifier":
             indexer = indexer or RemoteIndexer(config.notifier.indexer_addr, psk)
             matcher = matcher or RemoteMatcher(config.notifier.matcher_addr, psk)
-        ctx = ServiceContext(
-            config=config,
+        ctx = ServiceContext[Any](
+            config=service_view(config, name),
             dsn=dsns.get(name),
             migrations=migrations.get(name, False),
             indexer=indexer,

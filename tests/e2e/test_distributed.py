@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from clair_common.config import validate_document
+from clair_common.config import service_view, validate_document
 from clair_common.models import Manifest
 from clair_common.remote import RemoteIndexer, RemoteMatcher
 from clair_common.runtime import ServiceContext
@@ -62,7 +62,7 @@ async def notify_remotely(
     hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
     config = validate_document({"auth": {"psk": psk}, "notifier": {"webhook": hook}}, "test")
     ctx = ServiceContext(
-        config=config,
+        config=service_view(config, "notifier"),
         dsn=dsn,
         migrations=True,
         indexer=RemoteIndexer(indexer.api, key),

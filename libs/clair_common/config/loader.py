@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 _NOT_OVERRIDES = frozenset({"CLAIR_CONF", "CLAIR_MODE"})
+# Older spellings kept for deployments that set them (the chart, `make up`); the full name wins.
+_ALIASES = {"CLAIR_LAYER_CACHE": "CLAIR_INDEXER__LAYER_CACHE_DIR"}
 _PREFIX = "CLAIR_"
 KeyPath = tuple[str, ...]
 
@@ -100,7 +102,10 @@ def apply_env_overrides(
     for name in sorted(environ):
         if not name.startswith(_PREFIX) or name in _NOT_OVERRIDES:
             continue
-        path: KeyPath = tuple(part.lower() for part in name[len(_PREFIX) :].split("__"))
+        canonical = _ALIASES.get(name, name)
+        if canonical != name and canonical in environ:
+            continue
+        path: KeyPath = tuple(part.lower() for part in canonical[len(_PREFIX) :].split("__"))
         if len(path) == 1 and path[0] not in Config.model_fields:
             continue
         if not all(path):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -58,6 +60,7 @@ DEFAULT_UPDATER_TIMEOUT = timedelta(hours=1)
 DEFAULT_UPDATER_MIN_RATE = 100  # bytes/s: a feed trickling a byte every few seconds fails
 DEFAULT_RATE_WINDOW = timedelta(minutes=1)
 DEFAULT_SCANLOCK_RETRY = 1
+DEFAULT_LAYER_CACHE_BYTES = 10 << 30
 DEFAULT_UPDATER_SETS: tuple[str, ...] = (
     "alpine",
     "aws",
@@ -111,6 +114,11 @@ class Indexer(ConfigModel):
     # `layer_rate_window` (waiting for its answer included) fails the layer; 0: no floor.
     layer_min_rate: int = DEFAULT_LAYER_MIN_RATE
     layer_rate_window: GoDuration = DEFAULT_RATE_WINDOW
+    # Not in Clair (claircore spools layers under the temp directory): where fetched layers are
+    # cached ("" is `$TMPDIR/clair-layers`; `CLAIR_LAYER_CACHE` sets it too) and the bytes
+    # they may take before the least recently used are dropped.
+    layer_cache_dir: str = ""
+    layer_cache_bytes: int = Field(default=DEFAULT_LAYER_CACHE_BYTES, ge=1)
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Indexer:
@@ -123,6 +131,10 @@ class Indexer(ConfigModel):
         elif self.index_report_request_concurrency < 0:
             self.index_report_request_concurrency = UNLIMITED
         return self
+
+    @property
+    def layer_cache_path(self) -> Path:
+        return Path(self.layer_cache_dir or Path(tempfile.gettempdir()) / "clair-layers")
 
     @property
     def index_report_request_limit(self) -> int | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from starlette.middleware import Middleware
 
+from clair_common.config.views import IndexerView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
@@ -41,13 +40,6 @@ class RunningIndexer:
             await res.close()
 
 
-def _cache_dir(cfg: Any) -> Path:
-    configured = os.environ.get("CLAIR_LAYER_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("TMPDIR", "/tmp")) / "clair-layers"
-
-
 def concurrency_middleware(limit: int | None) -> Middleware:
     """Clair's 429 limit on index requests; None admits everything."""
     return Middleware(
@@ -55,15 +47,15 @@ def concurrency_middleware(limit: int | None) -> Middleware:
     )
 
 
-async def start(ctx: ServiceContext) -> RunningIndexer:
+async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     cfg = ctx.config.indexer
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_indexer")
     pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libindex")
     locks = AdvisoryLocks(ctx.dsn)
     fetcher = LayerFetcher(
-        _cache_dir(cfg),
-        max_cache_bytes=10 << 30,
+        cfg.layer_cache_path,
+        max_cache_bytes=cfg.layer_cache_bytes,
         airgap=bool(cfg.airgap),
         max_concurrent=cfg.layer_scan_concurrency,
         deadline=cfg.layer_fetch_timeout.total_seconds() or None,

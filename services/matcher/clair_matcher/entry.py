@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.middleware import Middleware
 
+from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
@@ -41,7 +42,7 @@ class RunningMatcher:
             await res.close()
 
 
-async def start(ctx: ServiceContext) -> RunningMatcher:
+async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     cfg = ctx.config.matcher
     if ctx.indexer is None:
         raise RuntimeError("matcher: no indexer configured (matcher.indexer_addr)")

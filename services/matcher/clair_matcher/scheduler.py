@@ -25,6 +25,7 @@ from typing import Any, Literal
 import aiohttp
 import asyncpg
 
+from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
 from clair_common.tls import client_session
@@ -117,12 +118,12 @@ class UpdateScheduler:
     @classmethod
     def from_config(
         cls,
-        cfg: Any,
+        cfg: MatcherView,
         pool: asyncpg.Pool,
         locks: AdvisoryLocks,
         on_update: Callable[[], None] | None = None,
     ) -> UpdateScheduler:
-        """From a validated clair_common Config (its `matcher` and `updaters` sections)."""
+        """From the matcher's view of the config (its `matcher` and `updaters` sections)."""
         return cls(
             pool,
             locks,

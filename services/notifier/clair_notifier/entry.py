@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 
 from clair_common.config import ConfigError
 from clair_common.config.notifier import Notifier
+from clair_common.config.views import NotifierView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
@@ -54,9 +55,10 @@ class RunningNotifier:
             await res.close()
 
 
-async def start(ctx: ServiceContext) -> RunningNotifier:
+async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:
     cfg = ctx.config.notifier
-    psk = ctx.config.auth.psk.key_bytes if ctx.config.auth.psk else None
+    auth = ctx.config.shared.auth
+    psk = auth.psk.key_bytes if auth.psk else None
     deliverer = _deliverer(cfg, psk)
     if ctx.indexer is None or ctx.matcher is None:
         raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
