@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import platform
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import trace
@@ -11,8 +13,33 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from prometheus_client import Gauge
 
 log = logging.getLogger("clair")
+
+# Clair's `clair_cmd_version_info` (cmd/build.go): a constant 1 labelled with the build.
+VERSION_INFO = Gauge(
+    "clair_cmd_version_info",
+    "Version information.",
+    ["claircore_version", "goversion", "modified", "revision", "version"],
+)
+
+
+def _version() -> str:
+    try:
+        return version("clair-py")
+    except PackageNotFoundError:
+        return "(source tree)"
+
+
+# Labels keep Clair's names; "goversion" carries the interpreter this runs on.
+VERSION_INFO.labels(
+    claircore_version="",
+    goversion=f"{platform.python_implementation().lower()}{platform.python_version()}",
+    modified="",
+    revision="",
+    version=_version(),
+).set(1)
 
 _LEVELS = {
     "debug-color": logging.DEBUG,

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import orjson
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
 
 from clair_common.config.connstring import ConnStringError
 from clair_common.db.connect import connect_options
-
-# Pools are few and long-lived; closed ones are dropped when metrics are next collected.
-_POOLS: dict[str, asyncpg.Pool] = {}
+from clair_common.db.poolstats import MeteredPool, register_pool
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -85,7 +80,7 @@ async def create_pool(
     min_size = min(sizing.min_conns if sizing.min_conns is not None else min_size, max_size)
     idle = sizing.max_conn_idle_time
     try:
-        pool = await asyncpg.create_pool(
+        pool = await MeteredPool(
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
@@ -95,39 +90,5 @@ async def create_pool(
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
         raise _unavailable(schema, err) from err
-    assert pool is not None
-    _POOLS[application_name] = pool
+    register_pool(application_name, pool)
     return pool
-
-
-class PoolCollector(Collector):
-    """Exports pool sizes under pgx's metric names so Clair's dashboards keep working."""
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = {
-            "max": GaugeMetricFamily(
-                "pgxpool_max_conns", "Maximum pool size.", labels=["application_name"]
-            ),
-            "total": GaugeMetricFamily(
-                "pgxpool_total_conns", "Open connections.", labels=["application_name"]
-            ),
-            "idle": GaugeMetricFamily(
-                "pgxpool_idle_conns", "Idle connections.", labels=["application_name"]
-            ),
-            "acquired": GaugeMetricFamily(
-                "pgxpool_acquired_conns", "Connections in use.", labels=["application_name"]
-            ),
-        }
-        for name, pool in list(_POOLS.items()):
-            if pool.is_closing():
-                _POOLS.pop(name, None)
-                continue
-            total, idle = pool.get_size(), pool.get_idle_size()
-            families["max"].add_metric([name], pool.get_max_size())
-            families["total"].add_metric([name], total)
-            families["idle"].add_metric([name], idle)
-            families["acquired"].add_metric([name], total - idle)
-        yield from families.values()
-
-
-REGISTRY.register(PoolCollector())
