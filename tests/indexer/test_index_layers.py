@@ -93,6 +93,7 @@ async def test_states_etags_and_deletes(indexer: Indexer, registry: LocalRegistr
         "/indexer/api/v1/index_report", json=manifest.to_json(), headers={"If-None-Match": etag}
     )
     assert precondition.status_code == 412
+    assert precondition.headers["link"] == first.headers["link"]  # as Clair's 412
 
     url = f"/indexer/api/v1/index_report/{manifest.hash}"
     got = await client.get(url)

@@ -33,7 +33,8 @@ def error_response(status: int, message: str) -> Response:
         body,
         status_code=status,
         media_type="application/json",
-        headers={"X-Content-Type-Options": "nosniff"},
+        # Clair announces a `Clair-Error` trailer on every error response.
+        headers={"X-Content-Type-Options": "nosniff", "Trailer": "Clair-Error"},
     )
 
 

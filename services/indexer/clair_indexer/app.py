@@ -71,7 +71,8 @@ def build_operations(
         state = await service.state()
         etag = f'"{state}"'
         if if_none_match(request, etag):
-            return Response(status_code=412)
+            # As Clair: the links to the reports come with the 412 too.
+            return Response(status_code=412, headers={"Link": _links(manifest.hash)})
         try:
             encoding = choose_encoding(request.headers.get("accept-encoding", ""))
             body, encoded = await service.index_encoded(manifest, encoding)
