@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 from multidict import CIMultiDict
+from opentelemetry import propagate
 
 from clair_common.cache import BoundedCache
 from clair_common.http.auth import INTRASERVICE_ISSUER, sign
@@ -56,6 +57,7 @@ class _Client:
             headers["Authorization"] = "Bearer " + sign(self._psk, INTRASERVICE_ISSUER)
         if extra:
             headers.update(extra)
+        propagate.inject(headers)  # W3C traceparent: one trace across services
         return headers
 
     async def _request(

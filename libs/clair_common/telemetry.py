@@ -76,14 +76,11 @@ def setup_tracing(trace_cfg: Any, log_level: str, mode: str) -> None:
     if name == "stdout":
         exporter = ConsoleSpanExporter()
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from clair_common.config.telemetry import OTLPSignal
+        from clair_common.otlp import span_exporter
 
-        http = getattr(getattr(trace_cfg, "otlp", None), "http", None)
-        endpoint = getattr(http, "endpoint", "") or None
-        if endpoint and "://" not in endpoint:
-            scheme = "http" if getattr(http, "insecure", False) else "https"
-            endpoint = f"{scheme}://{endpoint}{getattr(http, 'url_path', '') or '/v1/traces'}"
-        exporter = OTLPSpanExporter(endpoint=endpoint)
+        otlp = getattr(trace_cfg, "otlp", None)
+        exporter = span_exporter(otlp if isinstance(otlp, OTLPSignal) else OTLPSignal())
     sampler: Sampler
     probability = getattr(trace_cfg, "probability", None)
     if log_level in ("debug", "debug-color"):

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import Tracer as SDKTracer
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.routing import BaseRoute, Match, Route
@@ -158,8 +158,11 @@ class ObserveMiddleware:
         try:
             # Spans cost microseconds even unsampled; skip them unless an SDK tracer exports.
             if isinstance(self.tracer, SDKTracer):
+                # A peer's W3C `traceparent` makes this span part of the caller's trace.
+                carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
                 with self.tracer.start_as_current_span(
                     f"{method} {handler}",
+                    context=propagate.extract(carrier),
                     kind=trace.SpanKind.SERVER,
                     attributes={
                         "http.method": method,

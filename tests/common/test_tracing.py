@@ -1,0 +1,177 @@
+"""One request is one trace across services, exported over OTLP/HTTP and OTLP/gRPC.
+
+A matcher process asks an indexer process for an index report; both export to a real OTLP
+receiver run by the test (an HTTP server decoding `ExportTraceServiceRequest`, or a gRPC
+TraceService), and the matcher's and the indexer's server spans must share one trace id,
+which only the W3C `traceparent` the matcher sends can give them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from tests.common.test_dropin_configs import keyword_form
+from tests.fixtures.server import clair_server, free_port, wait_ready
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@dataclass
+class Received:
+    spans: list[tuple[str, str, str]] = field(default_factory=list)  # (service, trace id, name)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                service = next(
+                    (
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    ),
+                    "",
+                )
+                for scope in resource_spans.scope_spans:
+                    for span in scope.spans:
+                        self.spans.append((service, span.trace_id.hex(), span.name))
+
+    def traces_by_service(self) -> dict[str, set[str]]:
+        with self.lock:
+            found: dict[str, set[str]] = {}
+            for service, trace_id, _ in self.spans:
+                found.setdefault(service, set()).add(trace_id)
+            return found
+
+
+@contextmanager
+def http_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            if self.path == "/v1/traces":
+                received.add(request)
+            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def grpc_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(
+            self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
+        ) -> trace_service_pb2.ExportTraceServiceResponse:
+            received.add(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)
+
+
+async def _seed_vulnerability(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO matcher.vuln (hash, updater, name, package_name)"
+            " VALUES ('\\x01', 'test', 'CVE-0000-0001', 'none')"
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_one_trace_spans_matcher_and_indexer(
+    transport: str, pg_dsn_sync: str, tmp_path: Path
+) -> None:
+    receiver = http_receiver if transport == "http" else grpc_receiver
+    with receiver() as (endpoint, received), ExitStack() as stack:
+        indexer_port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "indexer:\n  migrations: true\n"
+            f"matcher:\n  migrations: true\n  disable_updaters: true\n"
+            f"  indexer_addr: http://127.0.0.1:{indexer_port}/\n"
+            "trace:\n  name: otlp\n  probability: 1\n  otlp:\n"
+            f"    {transport}:\n      endpoint: {endpoint}\n      insecure: true\n"
+            "      compression: gzip\n      timeout: 10s\n"
+            "      headers:\n        x-tenant: clair-test\n"
+        )
+        database = keyword_form(pg_dsn_sync)
+        env = {
+            "CLAIR_CONF": str(config),
+            "CLAIR_INDEXER__CONNSTRING": database,
+            "CLAIR_MATCHER__CONNSTRING": database,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export promptly
+        }
+        indexer = stack.enter_context(
+            clair_server(
+                tmp_path,
+                mode="indexer",
+                name="indexer",
+                env={**env, "CLAIR_HTTP_LISTEN_ADDR": f"127.0.0.1:{indexer_port}"},
+            )
+        )
+        matcher = stack.enter_context(
+            clair_server(tmp_path, mode="matcher", name="matcher", env=env)
+        )
+        wait_ready(indexer)
+        wait_ready(matcher)
+        # One vulnerability row: the matcher then asks the indexer for the report (else 202).
+        asyncio.run(_seed_vulnerability(pg_dsn_sync))
+        url = f"{matcher.api}/matcher/api/v1/vulnerability_report/{DIGEST}"
+        with pytest.raises(urllib.error.HTTPError):  # not indexed: the indexer says 404
+            urllib.request.urlopen(url, timeout=30)
+        deadline = time.monotonic() + 60
+        shared: set[str] = set()
+        while time.monotonic() < deadline and not shared:
+            found = received.traces_by_service()
+            shared = found.get("clairv4/matcher", set()) & found.get("clairv4/indexer", set())
+            time.sleep(0.1)
+        assert shared, f"no trace shared by matcher and indexer: {received.spans}"
