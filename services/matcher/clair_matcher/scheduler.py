@@ -141,11 +141,8 @@ class UpdateScheduler:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
-            self._client = aiohttp.ClientSession(
-                timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
             self._client = client_session(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
-                headers={"User-Agent": USER_AGENT},
+                timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
             )
         return self._client
 
