@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv run up test test-fast lint typecheck format bench system-deps clean
+.PHONY: all venv run up test test-fast lint typecheck format bench system-deps clean image e2e-chart
 
 all: test
 
@@ -45,6 +45,14 @@ test: $(STAMP) system-deps lint
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" -x
+
+## Container image (deploy/Dockerfile) built offline with buildah on a debootstrapped Debian.
+image: $(STAMP)
+	$(BIN)/python deploy/image.py
+
+## The Helm chart run as a cluster would (slow): its pods from the image, behind NGINX.
+e2e-chart: image system-deps
+	$(BIN)/pytest -q -m slow tests/deploy/test_chart_e2e.py
 
 bench: $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
