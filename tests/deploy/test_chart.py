@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from clair_common.config import load_config, validate_for_mode
+from clair_common.config import Config, load_config, validate_for_mode
 from tests.fixtures.chart import (
     CHART,
     CI_VALUES,
@@ -219,6 +219,16 @@ def test_each_pod_gets_a_config_its_mode_accepts(values_file: Path, tmp_path: Pa
             assert getattr(config, service).connstring, (mode, service)
         if config.auth.psk is not None:
             assert len(config.auth.psk.key_bytes) >= 32
+        # The drain ends before the kubelet's SIGKILL.
+        grace = deployment.spec.template.spec.termination_grace_period_seconds
+        assert config.shutdown_grace_period.total_seconds() < grace
+
+
+def test_schema_knows_every_top_level_clair_key() -> None:
+    """values.schema.json lists Clair's top-level keys under `config` (to catch typos there):
+    a key added to the config model must be added to the schema too."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(schema["properties"]["config"]["properties"]) == set(Config.model_fields)
 
 
 def test_combo_is_one_deployment_behind_every_path() -> None:

@@ -99,7 +99,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The Clair config file: what the chart must set for pods to find each other, with
-.Values.config merged over it.
+.Values.config merged over it. The services drain for 10 s less than the pod's termination
+grace period, so that they exit before the kubelet's SIGKILL.
 */}}
 {{- define "clair.config" -}}
 {{- $port := int .Values.service.port }}
@@ -112,6 +113,7 @@ The Clair config file: what the chart must set for pods to find each other, with
   "matcher" (dict "migrations" true "indexer_addr" $indexer)
   "notifier" (dict "migrations" true "indexer_addr" $indexer "matcher_addr" $matcher)
   "metrics" (dict "name" "prometheus")
+  "shutdown_grace_period" (printf "%ds" (sub (int .Values.terminationGracePeriodSeconds) 10))
 }}
 {{- if .Values.auth.psk.enabled }}
 {{- $_ := set $base "auth" (dict "psk" (dict "iss" .Values.auth.psk.issuers)) }}
