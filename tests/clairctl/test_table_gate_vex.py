@@ -162,3 +162,64 @@ def test_bad_vex_names_file_and_field(tmp_path: Path, content: str, message: str
     path.write_text(content)
     with pytest.raises(VexError, match=message):
         load_vex(path)
+
+
+KEV_TYPE = (
+    "message/vnd.clair.map.vulnerability; enricher=clair.kev"
+    " schema=https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities_schema.json"
+)
+EPSS_TYPE = (
+    "message/vnd.clair.map.vulnerability; enricher=clair.epss schema=https://example.invalid"
+)
+
+
+def _exploited() -> ImageResult:
+    report = _report()
+    report["enrichments"] = {
+        KEV_TYPE: [{"12": [{"cve": "CVE-2020-0003", "date_added": "2024-01-01"}]}],
+        EPSS_TYPE: [
+            {
+                "10": [{"cve": "CVE-2020-0001", "epss": 0.42, "percentile": 0.9}],
+                "12": [{"cve": "CVE-2020-0003", "epss": 0.97, "percentile": 0.99}],
+            }
+        ],
+    }
+    return ImageResult("example/app:1", DIGEST, {}, report)
+
+
+def test_kev_and_epss_filters() -> None:
+    result = _exploited()
+    apply_gate(result, Gate(kev_only=True))
+    assert [(f.advisory, f.kev) for f in result.findings] == [("CVE-2020-0003", True)]
+    result = _exploited()
+    apply_gate(result, Gate(min_epss=0.4))
+    assert [(f.advisory, f.epss) for f in result.findings] == [
+        ("CVE-2020-0003", 0.97),
+        ("CVE-2020-0001", 0.42),
+    ]
+    assert result.filtered == 1  # CVE-2020-0002 has no EPSS score
+    result = _exploited()
+    apply_gate(result, Gate(min_epss=0.5, fail_on="High"))
+    assert gate_fails([result], "High")  # the Critical KEV one remains
+
+
+def test_table_shows_exploit_data_only_when_present() -> None:
+    result = _exploited()
+    apply_gate(result, Gate())
+    out = io.StringIO()
+    write_table([result], out, False)
+    lines = out.getvalue().splitlines()
+    assert lines[1].split() == [
+        "SEVERITY",
+        "PACKAGE",
+        "INSTALLED",
+        "FIXED",
+        "IN",
+        "ADVISORY",
+        "EXPLOIT",
+        "LINK",
+    ]
+    assert "KEV epss=0.97" in lines[2]
+    assert "epss=0.42" in lines[3] and "KEV" not in lines[3]
+    assert lines[4].split()[6] == "-"
+    assert "EXPLOIT" not in EXPECTED

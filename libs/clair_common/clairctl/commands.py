@@ -114,7 +114,21 @@ def _gate(args: argparse.Namespace) -> Gate:
         ignore_unfixed=args.ignore_unfixed,
         fail_on=severity_name(args.fail_on) if args.fail_on else None,
         vex=[load_vex(Path(p)) for p in args.vex or ()],
+        kev_only=args.kev_only,
+        min_epss=_probability(args.min_epss),
     )
+
+
+def _probability(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--min-epss {text!r}: expected a probability from 0 to 1, e.g. 0.1")
+    return value
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -252,6 +266,16 @@ def register(sub: Any) -> None:
         "--severity", metavar="LIST", help="show only these severities, e.g. Critical,High"
     )
     report.add_argument("--ignore-unfixed", action="store_true", help="hide findings with no fix")
+    report.add_argument(
+        "--kev-only",
+        action="store_true",
+        help="only findings in CISA's KEV catalog (needs the clair.kev enricher)",
+    )
+    report.add_argument(
+        "--min-epss",
+        metavar="P",
+        help="only findings with an EPSS probability of at least P (needs clair.epss)",
+    )
     report.add_argument(
         "--fail-on",
         metavar="SEVERITY",

@@ -24,6 +24,8 @@ class Finding:
     link: str
     description: str
     raw_severity: str
+    kev: bool = False  # in CISA's Known Exploited Vulnerabilities (clair.kev enrichment)
+    epss: float | None = None  # highest EPSS probability of its CVEs (clair.epss enrichment)
 
     @property
     def fixable(self) -> bool:
@@ -72,7 +74,30 @@ def first_link(links: str) -> str:
     return links.split()[0] if links and links.split() else ""
 
 
+def _enrichment(report: Mapping[str, Any], enricher: str) -> dict[str, list[Any]]:
+    """Vulnerability id → records of one enricher; media types name it as `enricher=NAME`."""
+    out: dict[str, list[Any]] = {}
+    for media_type, entries in (report.get("enrichments") or {}).items():
+        if f"enricher={enricher}" not in media_type.replace(";", " ").split():
+            continue
+        for entry in entries or []:
+            for vuln_id, records in (entry or {}).items():
+                out.setdefault(str(vuln_id), []).extend(records or [])
+    return out
+
+
+def _max_epss(records: list[Any]) -> float | None:
+    scores = [
+        float(r["epss"])
+        for r in records
+        if isinstance(r, dict) and isinstance(r.get("epss"), int | float)
+    ]
+    return max(scores) if scores else None
+
+
 def findings_of(report: Mapping[str, Any], purls: Mapping[str, str]) -> list[Finding]:
+    kev = _enrichment(report, "clair.kev")
+    epss = _enrichment(report, "clair.epss")
     packages = report.get("packages") or {}
     vulns = report.get("vulnerabilities") or {}
     out: list[Finding] = []
@@ -93,6 +118,8 @@ def findings_of(report: Mapping[str, Any], purls: Mapping[str, str]) -> list[Fin
                     link=first_link(str(vuln.get("links") or "")),
                     description=str(vuln.get("description") or ""),
                     raw_severity=str(vuln.get("severity") or ""),
+                    kev=bool(kev.get(str(vuln_id))),
+                    epss=_max_epss(epss.get(str(vuln_id), [])),
                 )
             )
     return sort_findings(out)

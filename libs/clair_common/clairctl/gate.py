@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from clair_common.clairctl.findings import ImageResult, findings_of
+from clair_common.clairctl.findings import Finding, ImageResult, findings_of
 from clair_common.clairctl.vex import VexDocument
 from clair_common.models import SEVERITY_RANK
 
@@ -20,6 +20,8 @@ class Gate:
     ignore_unfixed: bool = False
     fail_on: str | None = None
     vex: Sequence[VexDocument] = ()
+    kev_only: bool = False  # only findings in CISA's KEV catalog
+    min_epss: float | None = None  # only findings whose EPSS probability reaches this
 
 
 def apply_gate(result: ImageResult, gate: Gate) -> None:
@@ -28,13 +30,21 @@ def apply_gate(result: ImageResult, gate: Gate) -> None:
     for finding in findings_of(result.report, result.purls):
         if any(doc.clears(finding, result.digest) for doc in gate.vex):
             result.suppressed += 1
-        elif (gate.severities is not None and finding.severity not in gate.severities) or (
-            gate.ignore_unfixed and not finding.fixable
-        ):
+        elif _hidden(finding, gate):
             result.filtered += 1
         else:
             kept.append(finding)
     result.findings = kept
+
+
+def _hidden(finding: Finding, gate: Gate) -> bool:
+    if gate.severities is not None and finding.severity not in gate.severities:
+        return True
+    if gate.ignore_unfixed and not finding.fixable:
+        return True
+    if gate.kev_only and not finding.kev:
+        return True
+    return gate.min_epss is not None and (finding.epss is None or finding.epss < gate.min_epss)
 
 
 def gate_fails(results: Iterable[ImageResult], fail_on: str | None) -> bool:

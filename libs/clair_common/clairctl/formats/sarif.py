@@ -63,7 +63,13 @@ def _result(result: ImageResult, f: Finding, rule_index: int) -> dict[str, Any]:
         "partialFingerprints": {
             "clairFinding/v1": f"{result.digest}:{f.purl or f.package}:{f.advisory}"
         },
-        "properties": {"purl": f.purl, "installedVersion": f.installed, "fixedIn": f.fixed_in},
+        "properties": {
+            "purl": f.purl,
+            "installedVersion": f.installed,
+            "fixedIn": f.fixed_in,
+            "knownExploited": f.kev,
+            **({"epss": f.epss} if f.epss is not None else {}),
+        },
     }
 
 

@@ -26,8 +26,12 @@ _COLOURS = {
 _RESET = "\x1b[0m"
 
 
-def _row(f: Finding) -> tuple[str, ...]:
-    return (f.severity, f.package, f.installed, f.fixed_in or NO_FIX, f.advisory, f.link)
+def _row(f: Finding, exploit: bool) -> tuple[str, ...]:
+    row: tuple[str, ...] = (f.severity, f.package, f.installed, f.fixed_in or NO_FIX, f.advisory)
+    if exploit:  # only when the report carries KEV or EPSS data
+        marks = (["KEV"] if f.kev else []) + ([f"epss={f.epss:.2f}"] if f.epss is not None else [])
+        row += (" ".join(marks) or "-",)
+    return (*row, f.link)
 
 
 def summary(result: ImageResult) -> str:
@@ -50,10 +54,12 @@ def write_table(results: Sequence[ImageResult], out: TextIO, color: bool = False
             out.write("\n")
         packages = len(result.report.get("packages") or {})
         out.write(f"{result.name} ({result.digest}): {packages} packages\n")
-        rows = [_row(f) for f in result.findings]
+        exploit = any(f.kev or f.epss is not None for f in result.findings)
+        headers = (*HEADERS[:5], "EXPLOIT", HEADERS[5]) if exploit else HEADERS
+        rows = [_row(f, exploit) for f in result.findings]
         if rows:
-            widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-            out.write(_line(HEADERS, widths, None) + "\n")
+            widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+            out.write(_line(headers, widths, None) + "\n")
             for finding, row in zip(result.findings, rows, strict=True):
                 colour = _COLOURS.get(finding.severity) if color else None
                 out.write(_line(row, widths, colour) + "\n")
