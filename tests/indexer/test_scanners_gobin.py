@@ -130,6 +130,8 @@ def _elf_pointer_format(version: bytes, modinfo: bytes, big_endian: bool = False
     ro_vaddr, rw_vaddr = 0x400000, 0x600000
     rodata = bytearray(0x1000)
     ver_at, mod_at = 0x200, 0x300
+    note = struct.pack(order + "III", 4, 8, 4) + b"Go\0\0" + b"build-id"  # .note.go.buildid
+    rodata[0x100 : 0x100 + len(note)] = note
     rodata[ver_at : ver_at + len(version)] = version
     wrapped = SENTINEL_START + modinfo + SENTINEL_END
     rodata[mod_at : mod_at + len(wrapped)] = wrapped
@@ -151,11 +153,14 @@ def _elf_pointer_format(version: bytes, modinfo: bytes, big_endian: bool = False
     )
     ident = b"\x7fELF" + bytes([2, 2 if big_endian else 1, 1]) + bytes(9)
     header = struct.pack(
-        order + "16sHHIQQQIHHHHHH", ident, 2, 62, 1, 0, 64, 0, 0, 64, 56, 2, 0, 0, 0
+        order + "16sHHIQQQIHHHHHH", ident, 2, 62, 1, 0, 64, 0, 0, 64, 56, 3, 0, 0, 0
     )
     phdrs = struct.pack(order + "IIQQQQQQ", 1, 4, 0, ro_vaddr, ro_vaddr, rw_off, rw_off, 0x1000)
     phdrs += struct.pack(
         order + "IIQQQQQQ", 1, 6, rw_off, rw_vaddr, rw_vaddr, len(data), len(data), 0x1000
+    )
+    phdrs += struct.pack(
+        order + "IIQQQQQQ", 4, 4, 0x100, ro_vaddr + 0x100, 0, len(note), len(note), 4
     )
     rodata[: len(header) + len(phdrs)] = header + phdrs
     return bytes(rodata + data)
@@ -185,7 +190,7 @@ def test_pointer_format_beyond_the_look_back_window_is_skipped(
 ) -> None:
     elf = _elf_pointer_format(b"go1.16.5", MODINFO)
     with caplog.at_level(logging.INFO, "clair.indexer.scanners.gobin"):
-        assert _feed(elf, 512, retain=1024) is None
+        assert _feed(elf, 512, retain=700) is None  # the module information starts at 768
     assert "look-back window" in caplog.text
 
 

@@ -32,12 +32,14 @@ class Segment:
     offset: int  # file offset of the segment's first byte
     size: int  # bytes present in the file
     writable: bool
+    executable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
     format: str  # "elf" | "pe" | "macho"
     segments: tuple[Segment, ...]
+    notes: tuple[tuple[int, int], ...] = ()  # ELF PT_NOTE (file offset, size)
 
     def file_offset(self, vaddr: int, length: int) -> int | None:
         """The file offset of `length` bytes at `vaddr`, when one segment holds them all."""
@@ -49,6 +51,13 @@ class Layout:
     def writable(self) -> list[Segment]:
         return sorted((s for s in self.segments if s.writable and s.size), key=lambda s: s.offset)
 
+    def read_only(self) -> list[Segment]:
+        """Segments neither writable nor executable (read-only data), in file order."""
+        return sorted(
+            (s for s in self.segments if not s.writable and not s.executable and s.size),
+            key=lambda s: s.offset,
+        )
+
 
 def is_executable_magic(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC or head[:2] == PE_MAGIC or head[:4] in MACHO_MAGICS
@@ -56,8 +65,9 @@ def is_executable_magic(head: bytes) -> bool:
 
 def parse_layout(head: bytes, file_size: int) -> Layout:
     """The segment table of an executable whose first bytes are `head` (up to HEAD_SIZE)."""
+    notes: list[tuple[int, int]] = []
     if head[:4] == ELF_MAGIC:
-        segments = _elf(head)
+        segments = _elf(head, notes)
         fmt = "elf"
     elif head[:2] == PE_MAGIC:
         segments = _pe(head)
@@ -73,7 +83,7 @@ def parse_layout(head: bytes, file_size: int) -> Layout:
                 f"segment at file offset {seg.offset} ({seg.size} bytes) runs past the"
                 f" end of the {file_size}-byte file"
             )
-    return Layout(fmt, tuple(segments))
+    return Layout(fmt, tuple(segments), tuple(notes))
 
 
 def _unpack(fmt: str, head: bytes, offset: int, what: str) -> tuple[int, ...]:
@@ -82,7 +92,7 @@ def _unpack(fmt: str, head: bytes, offset: int, what: str) -> tuple[int, ...]:
     return struct.unpack_from(fmt, head, offset)
 
 
-def _elf(head: bytes) -> list[Segment]:
+def _elf(head: bytes, notes: list[tuple[int, int]]) -> list[Segment]:
     if len(head) < 52:
         raise BadExecutable("ELF header cut short")
     klass, data = head[4], head[5]
@@ -109,7 +119,9 @@ def _elf(head: bytes) -> list[Segment]:
         else:
             p_type, offset, vaddr, _, filesz, _, flags, _ = fields
         if p_type == 1:  # PT_LOAD
-            segments.append(Segment(vaddr, offset, filesz, bool(flags & 2)))  # PF_W
+            segments.append(Segment(vaddr, offset, filesz, bool(flags & 2), bool(flags & 1)))
+        elif p_type == 4:  # PT_NOTE
+            notes.append((offset, filesz))
     return segments
 
 
@@ -139,9 +151,8 @@ def _pe(head: bytes) -> list[Segment]:
         )
         size = min(vsize, raw_size) if vsize else raw_size
         if raw_at and size:
-            segments.append(
-                Segment(image_base + vaddr, raw_at, size, bool(flags & _IMAGE_SCN_MEM_WRITE))
-            )
+            writable, executable = bool(flags & _IMAGE_SCN_MEM_WRITE), bool(flags & 0x20000000)
+            segments.append(Segment(image_base + vaddr, raw_at, size, writable, executable))
     return segments
 
 
@@ -162,11 +173,11 @@ def _macho(head: bytes) -> list[Segment]:
             vaddr, _, fileoff, filesize, _, prot = _unpack(
                 order + "QQQQii", head, at + 24, "Mach-O segment"
             )
-            segments.append(Segment(vaddr, fileoff, filesize, bool(prot & 2)))
+            segments.append(Segment(vaddr, fileoff, filesize, bool(prot & 2), bool(prot & 4)))
         elif cmd == 0x1:  # LC_SEGMENT
             vaddr, _, fileoff, filesize, _, prot = _unpack(
                 order + "IIIIii", head, at + 24, "Mach-O segment"
             )
-            segments.append(Segment(vaddr, fileoff, filesize, bool(prot & 2)))
+            segments.append(Segment(vaddr, fileoff, filesize, bool(prot & 2), bool(prot & 4)))
         at += size
     return segments

@@ -4,18 +4,20 @@ The Go linker writes a 32-byte header starting `\\xff Go buildinf:` (16-byte ali
 writable segment: byte 14 is the pointer size, byte 15 the flags (bit 0: big endian; bit 1:
 the strings follow inline, Go 1.18+). Inline: two uvarint-length-prefixed strings after the
 header, the toolchain version and the module information. Before Go 1.18: two pointers after
-the first 16 bytes, each the address of a Go string header (data pointer, length) whose data
-usually sits in the read-only segment before.
+the first 16 bytes, each the address of a Go string header (data pointer, length) in the
+writable data, whose bytes sit in the read-only data before it.
 
-Streaming: the segment table comes from the file's head; only writable segments are searched
-for the header (a few percent of a binary). Bytes before it are kept as views of the reader's
-chunks, not copies, up to `retain` bytes, so the old format can look back at no cost to the
-new one. Non-Go files cost a header parse and nothing else.
+Streaming: the segment table comes from the file's head, and the probe asks only for the
+writable segments (searched for the header, kept: a few percent of a binary) and, for the old
+format's look-back, the first `retain` bytes of the read-only data of files that carry a Go
+build ID note, copied into one buffer per thread. Code segments are skipped, not fed; a file
+that is not an executable costs its first chunk.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import orjson
@@ -33,8 +35,33 @@ _FLAG_INLINE = 0x2
 # Longest version / module-information string accepted (Go's own reader allows 64 KiB for
 # the version; real module lists reach a few hundred KiB).
 MAX_STRING = 4 << 20
-# Bytes of the file kept for the old format's look-back; beyond, only the inline format works.
-DEFAULT_RETAIN = 96 << 20
+# Read-only bytes kept for the old format (Go 1.13-1.17 keep both strings in the first few
+# MiB of .rodata); writable bytes kept, for the header and the old format's string headers.
+DEFAULT_RETAIN = 8 << 20
+MAX_WRITABLE = 64 << 20
+# The ELF note the Go linker writes (type 4, name "Go"), in either byte order.
+_GO_NOTES = (b"\x04\x00\x00\x00Go\x00\x00", b"\x00\x00\x00\x04Go\x00\x00")
+
+_scratch = threading.local()
+
+
+def _scratch_buffer(size: int) -> bytearray:
+    """A per-thread buffer of at least `size` bytes, reused by the probes of one thread (a
+    layer is read by one thread, one file at a time) so kept bytes cost no fresh pages."""
+    buf: bytearray | None = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
+        _scratch.buf = buf
+    return buf
+
+
+def _has_go_note(head: bytes, layout: Layout) -> bool:
+    """Whether a PT_NOTE segment within the head holds the Go linker's build ID note."""
+    for offset, size in layout.notes:
+        notes = head[offset : offset + min(size, 4096)]
+        if any(note in notes for note in _GO_NOTES):
+            return True
+    return False
 
 
 class _Need(Exception):
@@ -54,9 +81,13 @@ class BuildInfoProbe:
     retain: int = DEFAULT_RETAIN
     _head: bytearray = field(default_factory=bytearray)
     _layout: Layout | None = None
-    _views: list[tuple[int, memoryview]] = field(default_factory=list)  # (file offset, bytes)
-    _kept: int = 0
-    _dropped_before: int = 0  # views below this offset were released (over `retain`)
+    # What is wanted, as sorted (start, end, kind) file ranges: "w" writable (searched and
+    # kept), "r" read-only (kept in the scratch buffer).
+    _ranges: list[tuple[int, int, str]] = field(default_factory=list)
+    _pieces: list[tuple[int, memoryview]] = field(default_factory=list)  # (offset, kept bytes)
+    _scratch: bytearray | None = None
+    _scratch_used: int = 0
+    _writable_kept: int = 0
     _carry: bytes = b""  # the tail of the last writable bytes searched (a header may straddle)
     _carry_at: int = 0
     _header_at: int | None = None
@@ -64,17 +95,26 @@ class BuildInfoProbe:
     _problem: str | None = None
 
     def feed(self, offset: int, chunk: memoryview) -> int:
+        if self._layout is not None:
+            return self._consume(offset, chunk)
+        if offset == 0 and len(chunk) >= 4 and not is_executable_magic(bytes(chunk[:4])):
+            return PROBE_DONE
+        if not self._read_head(chunk):
+            return offset + len(chunk)
         if self._layout is None:
-            if offset == 0 and len(chunk) >= 4 and not is_executable_magic(bytes(chunk[:4])):
-                return PROBE_DONE
-            self._keep(offset, chunk)
-            if not self._read_head(chunk):
-                return offset + len(chunk)
-            if self._layout is None:
-                return PROBE_DONE
-        else:
-            self._keep(offset, chunk)
+            return PROBE_DONE
+        # The head arrived in pieces before the layout was known: go over it again, then on.
+        head = len(self._head)
+        if self._consume(0, memoryview(self._head)) == PROBE_DONE:
+            return PROBE_DONE
+        rest = head - offset
+        if rest < len(chunk):
+            return self._consume(head, chunk[rest:])
+        return self._next_wanted(offset + len(chunk))
+
+    def _consume(self, offset: int, chunk: memoryview) -> int:
         try:
+            self._keep(offset, chunk)
             if self._header_at is None:
                 self._search(offset, chunk)
             if self._header_at is not None:
@@ -90,10 +130,10 @@ class BuildInfoProbe:
     def result(self) -> bytes | None:
         if self._found is None and self._problem is None and self._header_at is not None:
             self._problem = "build information cut short by the end of the file"
+        self._pieces.clear()  # the scratch buffer is free for the next file
         if self._problem is not None:
             log.info("gobin: %s skipped: %s", self.path, self._problem)
             return None
-        self._views.clear()
         if self._found is None:
             return None  # not a Go executable
         version, modinfo = self._found
@@ -111,57 +151,85 @@ class BuildInfoProbe:
         if not is_executable_magic(head):
             return True
         try:
-            self._layout = parse_layout(head, self.size)
+            layout = parse_layout(head, self.size)
         except BadExecutable as exc:
             self._problem = str(exc)
             return True
-        if not self._layout.writable():
-            self._layout = None  # nothing could hold build information
+        writable = layout.writable()
+        if not writable:
+            return True  # nothing could hold build information
+        self._layout = layout
+        ranges = [(s.offset, s.offset + s.size, "w") for s in writable]
+        go_note = layout.format != "elf" or _has_go_note(head, layout)
+        budget = self.retain if go_note else 0
+        for seg in layout.read_only():
+            keep = min(seg.size, budget)
+            if keep:
+                ranges.append((seg.offset, seg.offset + keep, "r"))
+                budget -= keep
+        self._ranges = sorted(ranges)
+        if budget != (self.retain if go_note else 0):
+            self._scratch = _scratch_buffer(self.retain - budget)
         return True
 
     # -- keeping bytes -----------------------------------------------------------------------
 
     def _keep(self, offset: int, chunk: memoryview) -> None:
-        self._views.append((offset, chunk))
-        self._kept += len(chunk)
-        while self._kept > self.retain and len(self._views) > 1:
-            start, dropped = self._views.pop(0)
-            self._kept -= len(dropped)
-            self._dropped_before = start + len(dropped)
+        end = offset + len(chunk)
+        for start, stop, kind in self._ranges:
+            lo, hi = max(start, offset), min(stop, end)
+            if lo >= hi:
+                continue
+            part = chunk[lo - offset : hi - offset]
+            if kind == "w":
+                self._writable_kept += hi - lo
+                if self._writable_kept > MAX_WRITABLE:
+                    raise _Bad(f"writable segments over {MAX_WRITABLE} bytes")
+                self._pieces.append((lo, memoryview(bytes(part))))
+            else:
+                assert self._scratch is not None
+                at = self._scratch_used
+                self._scratch[at : at + len(part)] = part
+                self._scratch_used += len(part)
+                self._pieces.append((lo, memoryview(self._scratch)[at : at + len(part)]))
 
     def _read(self, offset: int, length: int) -> bytes:
         """`length` bytes at `offset`; raises _Need when they have not been fed yet and
-        _Bad when they were released or lie outside the file."""
+        _Bad when they were not kept or lie outside the file."""
         if offset < 0 or length < 0 or offset + length > self.size:
             raise _Bad(f"build information points outside the file (offset {offset})")
-        if offset < self._dropped_before:
-            raise _Bad(f"build information at offset {offset} is beyond the look-back window")
-        parts = []
-        want, end = offset, offset + length
-        for start, view in self._views:
-            stop = start + len(view)
-            if stop <= want or start >= end:
-                continue
-            if start > want:
-                raise _Bad(f"bytes at offset {want} were not kept")
-            piece = view[want - start : min(stop, end) - start]
-            parts.append(bytes(piece))
-            want += len(piece)
-            if want == end:
-                return b"".join(parts)
         if length == 0:
             return b""
-        raise _Need
+        parts = []
+        want, end = offset, offset + length
+        for start, piece in self._pieces:
+            stop = start + len(piece)
+            if stop <= want:
+                continue
+            if start > want:
+                break
+            part = piece[want - start : min(stop, end) - start]
+            parts.append(bytes(part))
+            want += len(part)
+            if want == end:
+                return b"".join(parts)
+        fed = self._pieces[-1][0] + len(self._pieces[-1][1]) if self._pieces else 0
+        if self._wanted_at(want) == want and want >= fed:
+            raise _Need
+        raise _Bad(f"build information at offset {want} is beyond the look-back window")
+
+    def _wanted_at(self, position: int) -> int | None:
+        """The first wanted offset at or after `position`, or None."""
+        for start, stop, _ in self._ranges:
+            if position < stop:
+                return max(start, position)
+        return None
 
     def _next_wanted(self, position: int) -> int:
-        """Everything is fed (and kept) until the header is found: the old format may need
-        any of it. Past the last writable segment without a header, nothing more is needed."""
-        assert self._layout is not None
         if self._header_at is None:
-            last = self._layout.writable()[-1]
-            if position >= last.offset + last.size:
-                return PROBE_DONE
-        return position
+            nxt = self._wanted_at(position)
+            return PROBE_DONE if nxt is None else nxt
+        return position  # decoding: whatever follows may hold the strings
 
     # -- finding and decoding the header -------------------------------------------------------
 
