@@ -22,6 +22,7 @@ from tests.fixtures.feeds import FeedServer, alpine_secdb_files, pypa_advisories
 from tests.fixtures.images import Symlink, build_layer, files_from_dir
 from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
+from tests.matcher.test_enricher_kev_epss import epss_excerpt, kev_catalog
 
 IMAGES = {
     "alpine": "alpine-3.6.0-docker",
@@ -80,12 +81,13 @@ class Stack:
         return ["report", "--host", self.clair.api, *args]
 
 
-async def _wait_for_updaters(api: str, names: Sequence[str]) -> None:
+async def _wait_for_updaters(api: str, names: Sequence[str], kind: str = "vulnerability") -> None:
     deadline = time.monotonic() + 180
     seen: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            async with http.get(f"{api}/matcher/api/v1/internal/update_operation") as resp:
+            url = f"{api}/matcher/api/v1/internal/update_operation?kind={kind}"
+            async with http.get(url) as resp:
                 seen = await resp.json() if resp.status == 200 else {}
             if all(name in seen for name in names):
                 return
@@ -101,14 +103,21 @@ async def stack(pg_server_dsn: str, shared_data: Path) -> AsyncIterator[Stack]:
     # Discovery walks v3.3, v3.4, ... until a miss, so every release is served.
     feeds.put_many(secdb.items())
     feeds.put_pypi_osv(pypa_advisories(shared_data))
+    feeds.put("kev/known_exploited_vulnerabilities.json", kev_catalog(shared_data))
+    feeds.put("epss/epss_scores-2024-10-25.csv.gz", epss_excerpt(shared_data))
     dsn = await create_test_database(pg_server_dsn)
     workdir = Path(tempfile.mkdtemp(prefix="clairctl-e2e-"))
     config = {
         "indexer": {"connstring": dsn, "migrations": True},
-        "matcher": {"connstring": dsn, "migrations": True, "disable_enrichment": True},
+        "matcher": {"connstring": dsn, "migrations": True},
         "updaters": {
-            "sets": ["alpine", "osv"],
-            "config": {"osv": {"url": feeds.url}, "alpine": {"url": feeds.url + "/"}},
+            "sets": ["alpine", "osv", "clair.kev", "clair.epss"],
+            "config": {
+                "osv": {"url": feeds.url},
+                "alpine": {"url": feeds.url + "/"},
+                "clair.kev": {"feed_root": feeds.url + "/kev/known_exploited_vulnerabilities.json"},
+                "clair.epss": {"feed_root": feeds.url + "/epss/epss_scores-2024-10-25.csv.gz"},
+            },
         },
     }
     (workdir / "server.yaml").write_text(yaml.safe_dump(config))
@@ -118,10 +127,22 @@ async def stack(pg_server_dsn: str, shared_data: Path) -> AsyncIterator[Stack]:
         if key == "debian":  # a symlink in the real image (PROVENANCE.md); not kept in the data
             files["etc/os-release"] = Symlink("../usr/lib/os-release")
         layers[key] = build_layer(files)
+    # salt 3000.1's advisories alias CVEs in the KEV catalog; nvflare 2.1.2's one in the
+    # EPSS excerpt (see tests/e2e/test_enrichment_kev_epss.py).
+    site = "usr/local/lib/python3.11/site-packages/"
+    layers["exploited"] = build_layer(
+        {
+            f"{site}{name}-{version}.dist-info/METADATA": (
+                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            )
+            for name, version in (("salt", "3000.1"), ("nvflare", "2.1.2"))
+        }
+    )
     try:
         with clair_server(workdir, args=("--config", str(workdir / "server.yaml"))) as clair:
             await asyncio.to_thread(wait_ready, clair)
             await _wait_for_updaters(clair.api, ["alpine-main-v3.6-updater", "osv/pypi"])
+            await _wait_for_updaters(clair.api, ["clair.kev", "clair.epss"], "enrichment")
             yield Stack(clair, workdir, layers)
     finally:
         await feeds.stop()

@@ -18,8 +18,10 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from tests.clairctl.stack import Stack, sarif_schema, stack
+from tests.fixtures.feeds import pypa_advisories
 from tests.fixtures.images import decompress, sha256_digest
 from tests.fixtures.registry_auth import AuthRegistries, docker_config
+from tests.matcher.test_enricher_kev_epss import kev_catalog
 
 __all__ = ["stack"]
 
@@ -427,3 +429,36 @@ async def test_terminal_gets_colour_and_progress(
     assert code == 0, shown
     assert "\x1b[31mHigh" in shown  # severity in colour
     assert f"{ref}: resolving" in shown and f"{ref}: matching" in shown  # the progress line
+
+
+async def test_kev_only_and_min_epss(
+    stack: Stack, auth_registries: AuthRegistries, tmp_path: Path, shared_data: Path
+) -> None:
+    code, out, _ = await _report(stack, auth_registries, tmp_path, "exploited", "-o", "json")
+    found = {v["name"] for v in json.loads(out)["vulnerabilities"].values()}
+    # The oracle, from the feed documents: advisories aliasing a CVE of the KEV catalog.
+    known = {v["cveID"] for v in json.loads(kev_catalog(shared_data))["vulnerabilities"]}
+    aliases: dict[str, set[str]] = {}
+    for advisory in pypa_advisories(shared_data):
+        listed = advisory.get("aliases")
+        aliases[str(advisory["id"])] = (
+            {str(x) for x in listed} if isinstance(listed, list) else set()
+        )
+    exploited = {name for name in found if aliases.get(name, set()) & known}
+    assert {"PYSEC-2020-102", "PYSEC-2020-103"} <= exploited
+
+    code, out, err = await _report(stack, auth_registries, tmp_path, "exploited", "--kev-only")
+    assert code == 0, err
+    rows = _rows(out)
+    assert {r[4] for r in rows} == exploited
+    assert all("KEV" in r for r in rows)
+    code, out, err = await _report(
+        stack, auth_registries, tmp_path, "exploited", "--min-epss", "0.003"
+    )
+    assert code == 0, err
+    rows = _rows(out)
+    assert "PYSEC-2022-257" in {r[4] for r in rows}
+    scores = [float(c.removeprefix("epss=")) for r in rows for c in r if c.startswith("epss=")]
+    assert len(scores) == len(rows) and min(scores) >= 0.003
+    code, _, err = await _report(stack, auth_registries, tmp_path, "pypi", "--min-epss", "2")
+    assert code == 1 and "probability from 0 to 1" in err

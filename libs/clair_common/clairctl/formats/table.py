@@ -29,7 +29,7 @@ _RESET = "\x1b[0m"
 def _row(f: Finding, exploit: bool) -> tuple[str, ...]:
     row: tuple[str, ...] = (f.severity, f.package, f.installed, f.fixed_in or NO_FIX, f.advisory)
     if exploit:  # only when the report carries KEV or EPSS data
-        marks = (["KEV"] if f.kev else []) + ([f"epss={f.epss:.2f}"] if f.epss is not None else [])
+        marks = (["KEV"] if f.kev else []) + ([f"epss={f.epss:.3g}"] if f.epss is not None else [])
         row += (" ".join(marks) or "-",)
     return (*row, f.link)
 
