@@ -31,9 +31,9 @@ def build_system_layer(path: Path, size_bytes: int, root: str = "/usr") -> tuple
     """Write a plain tar of about `size_bytes` of file data from `root`, plus the machine's dpkg
     status and os-release; returns (members, bytes of file data).
 
-    Every directory of `root` goes in, and an evenly spaced sample of its files (every n-th in
-    sorted order), so that a smaller layer keeps the real mix of file sizes and kinds rather
-    than the first few big binaries."""
+    An evenly spaced sample of its entries (every n-th in sorted order) goes in, so that a
+    smaller layer keeps the real mix of file sizes and kinds (directories, links, files)
+    rather than the first few big binaries."""
     entries: list[tuple[str, int]] = []
     for directory, subdirs, files in os.walk(root):
         subdirs.sort()
@@ -49,21 +49,30 @@ def build_system_layer(path: Path, size_bytes: int, root: str = "/usr") -> tuple
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
         for extra in _EXTRA_FILES:
             if os.path.exists(extra):
-                archive.add(extra, arcname=extra.lstrip("/"), recursive=False)
+                _add(archive, extra)
                 members += 1
-        picked = 0
-        for full, size in entries:
-            if size >= 0:
-                picked += 1
-                if picked % stride:
-                    continue
+        for picked, (full, size) in enumerate(entries):
+            if picked % stride:
+                continue
             try:
-                archive.add(full, arcname=full.lstrip("/"), recursive=False)
+                _add(archive, full)
             except OSError:  # unreadable or vanished: a real layer would not have it either
                 continue
             members += 1
             data += max(size, 0)
     return members, data
+
+
+def _add(archive: tarfile.TarFile, path: str) -> None:
+    """Add one file as image builders write it: whole-second times, so no PAX header unless a
+    name or size needs one (tarfile would write one for every fractional mtime)."""
+    info = archive.gettarinfo(path, arcname=path.lstrip("/"))
+    info.mtime = int(info.mtime)
+    if info.isreg():
+        with open(path, "rb") as data:
+            archive.addfile(info, data)
+    else:
+        archive.addfile(info)
 
 
 def compress_all(plain: Path, directory: Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import random
 import tarfile
 import time
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from isal import igzip
 
+from clair_indexer._tar import normalize_path
 from clair_indexer.layer import (
     LayerFormatError,
     LayerLimitError,
@@ -454,3 +456,40 @@ def test_open_decompressed_feeds_tarfile() -> None:
         assert reader.compression == "zstd"
         names = [member.name.rstrip("/") for member in archive]
     assert names == [info.name.rstrip("/") for info, _ in sample_members()]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a/b",
+        "a/b/",
+        "a/b//",
+        "./a",
+        "/a/b",
+        "a/./b",
+        "a/../b",
+        "../a",
+        "a/..",
+        ".",
+        "",
+        "a./b",
+        ".wh.x",
+        "a/.wh.x",
+        "a//b",
+        "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "a/b/.",
+        "..a/b",
+    ],
+)
+def test_normalize_path_agrees_with_posixpath(name: str) -> None:
+    assert normalize_path(name) == _normalized_slowly(name)
+
+
+@given(st.text(alphabet="ab./", max_size=12))
+def test_normalize_path_fast_path_is_exact(name: str) -> None:
+    assert normalize_path(name) == _normalized_slowly(name)
+
+
+def _normalized_slowly(name: str) -> str | None:
+    path = posixpath.normpath(name.lstrip("/"))
+    return None if path == ".." or path.startswith("../") else ("" if path == "." else path)

@@ -36,7 +36,16 @@ class TarHeader:
     size: int
     typeflag: bytes
     gnu_sparse_extended: bool  # GNU 'S' member followed by extra sparse-map blocks
-    mode: int = 0  # permission bits (a bad field reads as 0: the mode only selects probes)
+    mode_field: bytes = b""  # decoded only when asked for: most members never are
+
+    @property
+    def mode(self) -> int:
+        """Permission bits (a bad field reads as 0: the mode only selects probes)."""
+        digits = self.mode_field.strip(b" \0")
+        try:
+            return int(digits, 8) & 0o7777 if digits else 0
+        except ValueError:
+            return 0
 
 
 def decode_name(raw: bytes) -> str:
@@ -98,16 +107,8 @@ def parse_header(block: bytes, offset: int) -> TarHeader:
         size=parse_number(block[124:136], "size", offset),
         typeflag=typeflag,
         gnu_sparse_extended=typeflag == GNU_SPARSE and block[482] != 0,
-        mode=_mode(block[100:108]),
+        mode_field=block[100:108],
     )
-
-
-def _mode(field: bytes) -> int:
-    digits = field.strip(b" \0")
-    try:
-        return int(digits, 8) & 0o7777 if digits else 0
-    except ValueError:
-        return 0
 
 
 def parse_pax_records(data: bytes, offset: int) -> dict[str, str]:
@@ -143,6 +144,9 @@ def pax_size(records: dict[str, str], offset: int) -> int | None:
 
 def normalize_path(name: str) -> str | None:
     """Layer-relative path without "./" or "/" prefixes; None if it would escape the root."""
+    plain = name[:-1] if name.endswith("/") else name
+    if plain and plain[0] not in "./" and "//" not in name and "/." not in plain:
+        return plain  # no empty, "." or ".." segment: already normal (most names are)
     path = posixpath.normpath(name.lstrip("/"))
     if path == "..":
         return None
