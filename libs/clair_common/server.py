@@ -23,6 +23,7 @@ from hypercorn.events import Event, Updated
 
 from clair_common.clients import Indexer, Matcher
 from clair_common.config.views import service_view
+from clair_common.db.health import DatabaseMonitor
 from clair_common.http.app import build_api_app
 from clair_common.http.introspection import Readiness, build_introspection_app
 from clair_common.runtime import SERVICE_ORDER, Service, ServiceContext, load_starter
@@ -175,6 +176,13 @@ async def run(opts: ServeOptions) -> None:
         dsns, migrations = await _resolve_databases(opts, stack)
         services = await start_services(opts.mode, config, dsns, migrations)
         stack.push_async_callback(_close_all, services)
+        monitor = DatabaseMonitor(
+            [dsns[name] for name in services_for(opts.mode, config)],
+            timeout=min(config.database_connect_timeout.total_seconds() or 5.0, 5.0),
+        )
+        monitor.start()
+        stack.push_async_callback(monitor.close)
+        readiness.checks.append(lambda: monitor.up)
 
         operations = [op for s in services for op in s.operations]
         middleware = [m for s in services for m in s.middleware]
@@ -185,6 +193,7 @@ async def run(opts: ServeOptions) -> None:
             psk_issuers=psk.iss if psk else (),
             extra_middleware=middleware,
             max_body_bytes=config.http_max_body_bytes,
+            database_up=lambda: monitor.up,
         )
         api_task = asyncio.create_task(
             _listen(app, bind_socket(config.http_listen_addr), stop, config)

@@ -54,6 +54,9 @@ DEFAULT_HTTP_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_HTTP_HEADER_TIMEOUT = timedelta(seconds=10)
 DEFAULT_SHUTDOWN_GRACE_PERIOD = timedelta(seconds=10)
 DEFAULT_MAX_MANIFEST_LAYERS = 1000
+DEFAULT_DATABASE_CONNECT_TIMEOUT = timedelta(seconds=10)
+# Long enough for the matcher's biggest statements (VACUUM after an update, GC deletes).
+DEFAULT_DATABASE_STATEMENT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_LAYER_FETCH_TIMEOUT = timedelta(minutes=30)
 DEFAULT_LAYER_MIN_RATE = 1024  # bytes/s
 DEFAULT_UPDATER_TIMEOUT = timedelta(hours=1)
@@ -259,6 +262,11 @@ class SharedConfig(ConfigModel):
     http_header_timeout: GoDuration = DEFAULT_HTTP_HEADER_TIMEOUT
     # Not in Clair: after SIGTERM, in-flight requests get this long to finish.
     shutdown_grace_period: GoDuration = DEFAULT_SHUTDOWN_GRACE_PERIOD
+    # Not in Clair: connecting to PostgreSQL gives up after this; every statement after
+    # `database_statement_timeout` (0: no limit). While the database does not answer,
+    # database routes answer 503 and /readyz 503.
+    database_connect_timeout: GoDuration = DEFAULT_DATABASE_CONNECT_TIMEOUT
+    database_statement_timeout: GoDuration = DEFAULT_DATABASE_STATEMENT_TIMEOUT
 
     @field_validator("http_listen_addr", mode="before")
     @classmethod

@@ -62,10 +62,15 @@ async def create_pool(
     application_name: str,
     min_size: int = 1,
     max_size: int = 20,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first; dsn None or "" uses libpq's PG* environment.
 
-    The connection string's `pool_max_conns`/`pool_min_conns` win over the sizes given here.
+    The connection string's `pool_max_conns`/`pool_min_conns` win over the sizes given here,
+    its `connect_timeout` and `statement_timeout` over the timeouts (seconds, None: none).
+    A statement timeout bounds every statement twice: PostgreSQL cancels it, and the client
+    gives up on a server that stopped answering.
     """
     try:
         options = connect_options(
@@ -79,6 +84,13 @@ async def create_pool(
     max_size = sizing.max_conns or max_size
     min_size = min(sizing.min_conns if sizing.min_conns is not None else min_size, max_size)
     idle = sizing.max_conn_idle_time
+    kwargs = dict(options.kwargs)
+    if connect_timeout and "timeout" not in kwargs:
+        kwargs["timeout"] = connect_timeout
+    if statement_timeout:
+        settings = kwargs["server_settings"] = dict(kwargs.get("server_settings") or {})
+        settings.setdefault("statement_timeout", str(int(statement_timeout * 1000)))
+        kwargs["command_timeout"] = int(settings["statement_timeout"]) / 1000 or None
     try:
         pool = await MeteredPool(
             min_size=min_size,
@@ -86,9 +98,17 @@ async def create_pool(
             init=_init_connection,
             reset=_keep_session,
             **({"max_inactive_connection_lifetime": idle.total_seconds()} if idle else {}),
-            **options.kwargs,
+            **kwargs,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
         raise _unavailable(schema, err) from err
     register_pool(application_name, pool)
     return pool
+
+
+def pool_timeouts(config: Any) -> dict[str, Any]:
+    """`create_pool` keyword arguments from a validated Config's database timeouts."""
+    return {
+        "connect_timeout": config.database_connect_timeout.total_seconds() or None,
+        "statement_timeout": config.database_statement_timeout.total_seconds() or None,
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,6 +14,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Lifespan
 
+from clair_common.db.health import (
+    UNAVAILABLE_ERRORS,
+    DatabaseGateMiddleware,
+)
 from clair_common.http.auth import PSKAuthMiddleware, PSKVerifier
 from clair_common.http.bodylimit import BodyLimitMiddleware
 from clair_common.http.compress import CompressionMiddleware
@@ -48,6 +52,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail))
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # The database monitor logs the outage once; a traceback per request adds nothing.
+    log.debug("database unavailable serving %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "a database or peer service is unavailable")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error serving %s %s", request.method, request.url.path)
     return error_response(500, f"internal error: {exc}")
@@ -61,6 +71,7 @@ def build_api_app(
     extra_middleware: Sequence[Middleware] = (),
     lifespan: Lifespan[Any] | None = None,
     max_body_bytes: int | None = None,
+    database_up: Callable[[], bool] | None = None,
 ) -> Starlette:
     routes = [
         *to_routes(operations),
@@ -70,6 +81,7 @@ def build_api_app(
     middleware = [
         Middleware(ObserveMiddleware, routes=routes),
         Middleware(BodyLimitMiddleware, max_bytes=max_body_bytes),
+        Middleware(DatabaseGateMiddleware, is_up=database_up),
     ]
     if psk_key:
         middleware.append(Middleware(PSKAuthMiddleware, verifier=PSKVerifier(psk_key, psk_issuers)))
@@ -81,6 +93,8 @@ def build_api_app(
         exception_handlers={
             APIError: _api_error,
             HTTPException: _http_exception,
+            # Handled where they are raised (below the middleware), so never re-raised.
+            **dict.fromkeys(UNAVAILABLE_ERRORS, _unavailable),
             Exception: _unexpected,
         },
         lifespan=lifespan,

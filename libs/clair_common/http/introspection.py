@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -10,10 +12,15 @@ from starlette.routing import Route
 
 
 class Readiness:
-    """Flipped once migrations ran and the API listener is about to serve."""
+    """Flipped once migrations ran and the API listener is about to serve; while ready, every
+    check (e.g. "the database answers") must hold too."""
 
     def __init__(self) -> None:
         self.ready = False
+        self.checks: list[Callable[[], bool]] = []
+
+    def __bool__(self) -> bool:
+        return self.ready and all(check() for check in self.checks)
 
 
 def build_introspection_app(
@@ -29,7 +36,7 @@ def build_introspection_app(
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
-        status = 200 if readiness.ready else 503
+        status = 200 if readiness else 503
         return Response(status_code=status, headers={"Cache-Control": "no-store"})
 
     return Starlette(

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from clair_common.config.views import IndexerView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
+from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.limit import ConcurrencyLimitMiddleware
 from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
@@ -51,7 +51,9 @@ async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     cfg = ctx.config.indexer
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_indexer")
-    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libindex")
+    pool = await create_pool(
+        ctx.dsn, schema=SCHEMA, application_name="libindex", **pool_timeouts(ctx.config)
+    )
     locks = AdvisoryLocks(ctx.dsn)
     fetcher = LayerFetcher(
         cfg.layer_cache_path,

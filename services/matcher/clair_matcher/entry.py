@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
+from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer
 from clair_common.runtime import ServiceContext
@@ -48,7 +48,9 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
         raise RuntimeError("matcher: no indexer configured (matcher.indexer_addr)")
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_matcher")
-    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="libvuln")
+    pool = await create_pool(
+        ctx.dsn, schema=SCHEMA, application_name="libvuln", **pool_timeouts(ctx.config)
+    )
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
     service = MatcherService(
         MatcherStore(pool),

@@ -13,7 +13,7 @@ from clair_common.config.notifier import Notifier
 from clair_common.config.views import NotifierView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool
+from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer, RemoteMatcher
 from clair_common.runtime import ServiceContext
@@ -64,7 +64,9 @@ async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:
         raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_notifier")
-    pool = await create_pool(ctx.dsn, schema=SCHEMA, application_name="notifier")
+    pool = await create_pool(
+        ctx.dsn, schema=SCHEMA, application_name="notifier", **pool_timeouts(ctx.config)
+    )
     store = NotifierStore(pool)
     locks = AdvisoryLocks(ctx.dsn)
     poller = Poller(store, locks, ctx.matcher, ctx.indexer, summary=not cfg.disable_summary)

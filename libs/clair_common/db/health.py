@@ -1,0 +1,120 @@
+"""Is the database answering? A probe loop per `clair serve` that flips readiness, gates the
+database routes with a quick 503, and logs one line per change of state (not one traceback
+per failed request), and the errors that mean "the database is unavailable"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+import asyncpg
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clair_common.db.pool import DatabaseUnavailable, connect
+from clair_common.http.errors import error_response
+
+log = logging.getLogger("clair.db")
+
+PROBE_INTERVAL = 1.0  # seconds between probes of each database
+
+
+def _not_a_floor_retry(record: logging.LogRecord) -> bool:
+    # asyncpg logs a traceback each time it fails to reopen a pool's minimum connections;
+    # during an outage that repeats what the monitor already said once.
+    return not str(record.msg).startswith("Failed to restore the pool connection floor")
+
+
+logging.getLogger("asyncpg.pool").addFilter(_not_a_floor_retry)
+
+
+# Errors of a database that is down, restarting, frozen or unreachable (not of bad SQL).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,  # refused, reset, unreachable (asyncpg's connect raises plain OSError too)
+    TimeoutError,  # connect or statement timeout on the client side
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout on the server side
+    DatabaseUnavailable,
+)
+
+
+class DatabaseMonitor:
+    """Probes each DSN with a fresh connection and `SELECT 1`; `up` is the last verdict."""
+
+    def __init__(
+        self, dsns: Sequence[str | None], *, timeout: float, interval: float = PROBE_INTERVAL
+    ) -> None:
+        """`dsns`: None stands for libpq's PG* environment."""
+        self.dsns = list(dict.fromkeys(dsns))
+        self.timeout = timeout
+        self.interval = interval
+        self.up = True  # services started, so it answered a moment ago
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.dsns and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="clair-db")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            problem = None
+            for dsn in self.dsns:
+                problem = await self._probe(dsn)
+                if problem is not None:
+                    break
+            if problem is not None and self.up:
+                log.error("database unavailable: %s; database routes answer 503", problem)
+            elif problem is None and not self.up:
+                log.warning("database available again")
+            self.up = problem is None
+            await asyncio.sleep(self.interval)
+
+    async def _probe(self, dsn: str | None) -> str | None:
+        conn: asyncpg.Connection | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await connect(dsn, application_name="clair-probe", key="database")
+                await conn.fetchval("SELECT 1")
+                await conn.close()
+                conn = None
+            return None
+        except Exception as exc:
+            return " ".join(str(exc).split()) or type(exc).__name__
+        finally:
+            if conn is not None:
+                conn.terminate()  # a frozen server would never acknowledge a polite close
+
+
+UNAVAILABLE_MESSAGE = "database unavailable"
+_GATED_PREFIXES = ("/indexer/", "/matcher/", "/notifier/")
+
+
+class DatabaseGateMiddleware:
+    """While `is_up()` is False, API routes answer 503 at once instead of waiting on a
+    database that does not answer; discovery routes (`/openapi/v1`, `/robots.txt`) still work."""
+
+    def __init__(self, app: ASGIApp, is_up: Callable[[], bool] | None) -> None:
+        self.app = app
+        self.is_up = is_up
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.is_up is not None
+            and not self.is_up()
+            and scope["path"].startswith(_GATED_PREFIXES)
+        ):
+            await error_response(503, UNAVAILABLE_MESSAGE)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
