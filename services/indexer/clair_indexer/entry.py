@@ -52,7 +52,7 @@ async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_indexer")
     pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="libindex", **pool_timeouts(ctx.config)
+        ctx.dsn, schema=SCHEMA, application_name="libindex", **pool_timeouts(ctx.config.shared)
     )
     locks = AdvisoryLocks(ctx.dsn)
     fetcher = LayerFetcher(

@@ -49,7 +49,7 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_matcher")
     pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="libvuln", **pool_timeouts(ctx.config)
+        ctx.dsn, schema=SCHEMA, application_name="libvuln", **pool_timeouts(ctx.config.shared)
     )
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
     service = MatcherService(

@@ -65,7 +65,7 @@ async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:
     if ctx.migrations:
         await migrate(ctx.dsn, SCHEMA, "clair_notifier")
     pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="notifier", **pool_timeouts(ctx.config)
+        ctx.dsn, schema=SCHEMA, application_name="notifier", **pool_timeouts(ctx.config.shared)
     )
     store = NotifierStore(pool)
     locks = AdvisoryLocks(ctx.dsn)
