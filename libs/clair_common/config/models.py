@@ -117,6 +117,12 @@ class Indexer(ConfigModel):
     # `layer_rate_window` (waiting for its answer included) fails the layer; 0: no floor.
     layer_min_rate: int = DEFAULT_LAYER_MIN_RATE
     layer_rate_window: GoDuration = DEFAULT_RATE_WINDOW
+    # Not in Clair (which fetches anything): when set, layers are fetched only from these
+    # host names (`*.example.com` too) or networks (CIDR), redirects included.
+    layer_fetch_allow: list[str] = Field(default_factory=list)
+    # Not in Clair: refuse loopback, link-local (cloud metadata), unspecified and multicast
+    # layer addresses. With either policy key set, fetch errors do not echo remote answers.
+    layer_fetch_deny_internal: bool = False
     # Not in Clair (claircore spools layers under the temp directory): where fetched layers are
     # cached ("" is `$TMPDIR/clair-layers`; `CLAIR_LAYER_CACHE` sets it too) and the bytes
     # they may take before the least recently used are dropped.

@@ -17,6 +17,7 @@ from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
 from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
 from clair_indexer.fetch import LayerFetcher
+from clair_indexer.fetch_policy import FetchPolicy
 from clair_indexer.scanners import default_scanners
 from clair_indexer.service import IndexerService
 from clair_indexer.store import IndexerStore
@@ -63,6 +64,7 @@ async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
         deadline=cfg.layer_fetch_timeout.total_seconds() or None,
         min_rate=cfg.layer_min_rate,
         rate_window=cfg.layer_rate_window.total_seconds(),
+        policy=FetchPolicy.parse(cfg.layer_fetch_allow, cfg.layer_fetch_deny_internal),
     )
     service = IndexerService(
         IndexerStore(pool),

@@ -40,6 +40,7 @@ from clair_common.models import Layer, ModelError, parse_digest
 from clair_common.progress import ByteCounter, TooSlow, at_least
 from clair_common.tls import client_session
 from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
+from clair_indexer.fetch_policy import FetchPolicy, PolicyRefused
 
 Compression = Literal["gzip", "zstd", "none"]
 T = TypeVar("T")
@@ -203,11 +204,13 @@ class LayerFetcher:
         deadline: float | None = None,
         min_rate: float = 0,
         rate_window: float = 0,
+        policy: FetchPolicy | None = None,
     ) -> None:
         """`deadline`: seconds one layer's download may take, retries included (None: no
         limit); `min_rate`: bytes/s a download must keep up over each `rate_window` seconds,
         waiting for the response included (0: no floor). Both fail as the client's fault."""
         self._root = Path(cache_dir)
+        self._policy = policy or FetchPolicy()
         self._deadline = deadline
         self._min_rate = min_rate
         self._rate_window = rate_window
@@ -443,6 +446,22 @@ class LayerFetcher:
     # -- download ---------------------------------------------------------------------------
 
     async def _download(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
+        if not self._policy.enabled:
+            return await self._download_bounded(layer, digest, tap)
+        try:
+            return await self._download_bounded(layer, digest, tap)
+        except FetchError as exc:
+            if "fetch policy" in str(exc) or not exc.client_error:
+                raise
+            # What the remote side answered (status, type, digest read) stays in our log: a
+            # client must not learn what an address it named would have said.
+            log.info("layer %s: %s", digest, exc)
+            host = URL(layer.uri, encoded=True).host
+            raise FetchError(
+                f"layer {digest}: could not fetch it from {host!r}", client_error=True
+            ) from None
+
+    async def _download_bounded(self, layer: Layer, digest: str, tap: StreamTap | None) -> _Entry:
         started = time.monotonic()
         deadline = asyncio.timeout(self._deadline)
         try:
@@ -515,6 +534,10 @@ class LayerFetcher:
         for _ in range(_MAX_REDIRECTS + 1):
             if self._airgap:
                 await self._check_airgap(url, digest)
+            try:
+                await self._policy.check(url)  # every hop: redirects cannot lead around it
+            except PolicyRefused as exc:
+                raise FetchError(f"layer {digest}: {exc}", client_error=True) from None
             try:
                 async with session.get(
                     url,
