@@ -1,4 +1,4 @@
-# The virtual environment lives in .venv/ and is (re)built when pyproject.toml changes.
+# The virtual environment lives in .venv/ and is (re)built when a pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devtools/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -e devtools
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -20,16 +20,16 @@ venv: $(STAMP)
 run: $(STAMP)
 	CLAIR_HTTP_LISTEN_ADDR=$${CLAIR_HTTP_LISTEN_ADDR:-127.0.0.1:6060} \
 	CLAIR_INTROSPECTION_ADDR=$${CLAIR_INTROSPECTION_ADDR:-127.0.0.1:8089} \
-	$(BIN)/clair serve --mode combo --embedded-db .clair $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/python -m clair_dev.run --data .clair serve --mode combo $(if $(CONFIG),--config $(CONFIG))
 
 ## Distributed on this machine: embedded PostgreSQL, 2 indexers and a matcher behind NGINX on :6060.
 up: $(STAMP) system-deps
-	$(BIN)/python -m clair_common.devtools.up --data .clair-up $(if $(CONFIG),--config $(CONFIG)) \
+	$(BIN)/python -m clair_dev.up --data .clair-up $(if $(CONFIG),--config $(CONFIG)) \
 		$(if $(INDEXERS),--indexers $(INDEXERS)) $(if $(MATCHERS),--matchers $(MATCHERS))
 
 ## System tools the tests need (PostgreSQL server, dpkg, ...); installed when running as root with apt.
 system-deps:
-	@$(BIN)/python -m clair_common.devtools.sysdeps 2>/dev/null || $(PYTHON) libs/clair_common/devtools/sysdeps.py
+	@$(BIN)/python -m clair_dev.sysdeps 2>/dev/null || $(PYTHON) devtools/clair_dev/sysdeps.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,6 +40,11 @@ from isal import igzip
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clair_dev.embedded_pg import (  # noqa: E402
+    EmbeddedPostgres,
+    dsn_with_database,
+    ensure_database_sync,
+)
 from tests.fixtures.images import layer_from_dir  # noqa: E402
 from tests.fixtures.registry import LocalRegistry, _ensure_binary, _start, _stop  # noqa: E402
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready  # noqa: E402
@@ -47,11 +52,6 @@ from tests.fixtures.server import ClairProcess, clair_server, wait_ready  # noqa
 from bench._harness import goal, interleaved, median, peak_rss_mib, summary  # noqa: E402
 from bench._layers import build_system_layer, compress_all  # noqa: E402
 from bench.layer_walk import measure  # noqa: E402
-from clair_common.embedded_pg import (  # noqa: E402
-    EmbeddedPostgres,
-    dsn_with_database,
-    ensure_database_sync,
-)
 
 GOAL_RATIO = 1.25
 GOAL_REPOSTS = 2000.0

@@ -45,13 +45,14 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._feeds import debian_updater_config, installed_sources, write_debian_feed  # noqa: E402
-from bench._harness import goal, interleaved, median, peak_rss_mib, summary  # noqa: E402
-from clair_common.embedded_pg import (  # noqa: E402
+from clair_dev.embedded_pg import (  # noqa: E402
     EmbeddedPostgres,
     dsn_with_database,
     ensure_database_sync,
 )
+
+from bench._feeds import debian_updater_config, installed_sources, write_debian_feed  # noqa: E402
+from bench._harness import goal, interleaved, median, peak_rss_mib, summary  # noqa: E402
 
 RANGES_PER_ADVISORY = 4
 INSTALLED_STATUS = Path("/var/lib/dpkg/status")  # what bench/_layers.py puts in its layer

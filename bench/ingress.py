@@ -1,6 +1,6 @@
 """Benchmark: vulnerability reports per second through the NGINX ingress, in `make up`'s shape.
 
-`make up`'s supervisor (clair_common.devtools.up) starts an embedded PostgreSQL, two indexer
+`make up`'s supervisor (clair_dev.up) starts an embedded PostgreSQL, two indexer
 processes, a matcher and NGINX in front of them. Its matcher loads bench/_feeds.py's Debian
 feed (--records rows) from a local server; the minbase Debian 12 image (../shared/data/layers)
 is pushed to a local registry and indexed through the ingress. Then wrk (C, 2 threads) GETs its
@@ -60,7 +60,7 @@ def make_up(work: Path, config: dict[str, object], matchers: int = 1) -> Iterato
     conf = data / "config.json"
     conf.write_text(json.dumps(config))
     port = free_port()
-    command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
+    command = [sys.executable, "-m", "clair_dev.up", "--data", str(data)]
     command += ["--port", str(port), "--config", str(conf), "--matchers", str(matchers)]
     log = (data / "up.log").open("wb")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -45,6 +45,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clair_dev.embedded_pg import EmbeddedPostgres  # noqa: E402
 from tests.fixtures.images import build_layer  # noqa: E402
 from tests.fixtures.registry import LocalRegistry, _ensure_binary, _start, _stop  # noqa: E402
 from tests.fixtures.server import clair_server, wait_ready  # noqa: E402
@@ -57,7 +58,6 @@ from bench.ingest import (  # noqa: E402
     run_updater_subprocess,
     serve_directory,
 )
-from clair_common.embedded_pg import EmbeddedPostgres  # noqa: E402
 
 BASELINE_SQL = """
 SELECT v.id, v.normalized_severity, v.package_name, v.package_version, v.package_kind,

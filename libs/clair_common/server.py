@@ -12,7 +12,6 @@ import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import run as hypercorn_run
@@ -37,7 +36,6 @@ MODES = ("combo", "indexer", "matcher", "notifier")
 class ServeOptions:
     mode: str
     config: Any  # clair_common.config.Config
-    embedded_db: Path | None = None
 
 
 def bind_socket(addr: str) -> socket.socket:
@@ -173,7 +171,7 @@ async def run(opts: ServeOptions) -> None:
         intro_task = asyncio.create_task(
             _listen(introspection, bind_socket(config.introspection_addr), stop, config)
         )
-        dsns, migrations = await _resolve_databases(opts, stack)
+        dsns, migrations = _resolve_databases(config)
         services = await start_services(opts.mode, config, dsns, migrations)
         stack.push_async_callback(_close_all, services)
         monitor = DatabaseMonitor(
@@ -239,8 +237,6 @@ def _announce(opts: ServeOptions, metrics_path: str) -> None:
         f"  metrics:  {_url(config.introspection_addr)}{metrics_path}",
         f"  health:   {_url(config.introspection_addr)}/readyz",
     ]
-    if opts.embedded_db is not None:
-        lines.append(f"  data:     {opts.embedded_db.resolve() / 'postgres'} (embedded PostgreSQL)")
     print("\n".join(lines), flush=True)
 
 
@@ -252,38 +248,15 @@ async def _close_all(services: Sequence[Service]) -> None:
             log.exception("closing %s", s.name)
 
 
-async def _resolve_databases(
-    opts: ServeOptions, stack: AsyncExitStack
-) -> tuple[dict[str, str | None], dict[str, bool]]:
-    """Connstring precedence: config value; else libpq's PG* environment; else the embedded DB."""
+def _resolve_databases(config: Any) -> tuple[dict[str, str | None], dict[str, bool]]:
+    """Connstring precedence: config value; else libpq's PG* environment."""
 
     from clair_common.config import resolve_connstring
 
-    config = opts.config
     dsns: dict[str, str | None] = {}
     migrations: dict[str, bool] = {}
-    embedded_dsn: str | None = None
     for name in SERVICE_ORDER:
         section = getattr(config, name)
-        dsn = resolve_connstring(section.connstring, os.environ)
-        migrate = bool(section.migrations)
-        if dsn is None and opts.embedded_db is not None:
-            if embedded_dsn is None:
-                embedded_dsn = await _start_embedded(opts.embedded_db, stack)
-            dsn, migrate = embedded_dsn, True
-        dsns[name] = dsn
-        migrations[name] = migrate
+        dsns[name] = resolve_connstring(section.connstring, os.environ)
+        migrations[name] = bool(section.migrations)
     return dsns, migrations
-
-
-async def _start_embedded(data_dir: Path, stack: AsyncExitStack) -> str:
-    data_dir = await asyncio.to_thread(data_dir.absolute)
-    from clair_common.embedded_pg import EmbeddedPostgres, dsn_with_database, ensure_database
-
-    pg = EmbeddedPostgres(data_dir / "postgres", port=None)
-    dsn_root = await asyncio.to_thread(pg.start)
-    stack.callback(pg.stop)
-    await ensure_database(dsn_root, "clair")
-    dsn = dsn_with_database(dsn_root, "clair")
-    log.info("embedded PostgreSQL: data in %s, %s", data_dir / "postgres", dsn)
-    return dsn

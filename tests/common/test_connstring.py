@@ -13,12 +13,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from clair_dev.embedded_pg import SUPERUSER, EmbeddedPostgres
 
 from clair_common.config import Config, ConfigError, validate_for_mode
 from clair_common.config.connstring import ConnStringError, parse_connstring
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.pool import DatabaseUnavailable, connect, create_pool
-from clair_common.embedded_pg import SUPERUSER, EmbeddedPostgres
 from tests.fixtures.certs import TestCA
 from tests.fixtures.server import clair_env, free_port
 

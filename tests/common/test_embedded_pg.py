@@ -18,15 +18,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-
-from clair_common.devtools import sysdeps
-from clair_common.embedded_pg import (
+from clair_dev import sysdeps
+from clair_dev.embedded_pg import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     dsn_with_database,
     ensure_database_sync,
     find_pg_bindir,
 )
+
 from tests.fixtures.postgres import (
     DSN_ENV,
     create_test_database,
@@ -123,7 +123,7 @@ def _start_in_child(workdir: Path, ending: str) -> int:
         f"""
         import os, sys
         from pathlib import Path
-        from clair_common.embedded_pg import EmbeddedPostgres
+        from clair_dev.embedded_pg import EmbeddedPostgres
         server = EmbeddedPostgres(Path({str(workdir)!r}), fast=True)
         server.start()
         print(server.pid, flush=True)
@@ -343,7 +343,7 @@ def test_docker_engine_detection(tmp_path: Path) -> None:
 
 
 def test_sysdeps_runs_as_plain_script_and_finds_postgres() -> None:
-    script = REPO_ROOT / "libs" / "clair_common" / "devtools" / "sysdeps.py"
+    script = REPO_ROOT / "devtools" / "clair_dev" / "sysdeps.py"
     result = subprocess.run(
         [sys.executable, "-I", str(script), "--check-only"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -87,6 +87,7 @@ class ClairProcess:
     args: list[str]
     env: dict[str, str]
     workdir: Path
+    launcher: list[str] = field(default_factory=lambda: [*command("clair"), "serve"])
     api_port: int = field(default_factory=free_port)
     intro_port: int = field(default_factory=free_port)
     startup_seconds: float = 0.0
@@ -103,7 +104,7 @@ class ClairProcess:
             (self.workdir / "stderr").open("wb") as err,
         ):
             self.process = subprocess.Popen(
-                [*command("clair"), "serve", *self.args], env=self.env, stdout=out, stderr=err
+                [*self.launcher, *self.args], env=self.env, stdout=out, stderr=err
             )
         self._wait_ready(started)
 
@@ -282,10 +283,12 @@ def embedded_dir() -> Iterator[Path]:
 
 
 def test_embedded_database_serves_and_stops(embedded_dir: Path) -> None:
-    server = ClairProcess(["--embedded-db", str(embedded_dir)], child_env(), embedded_dir)
+    """`make run`: clair_dev.run starts the embedded cluster for `clair serve` and stops it."""
+    launcher = [sys.executable, "-m", "clair_dev.run", "--data", str(embedded_dir), "serve"]
+    server = ClairProcess([], child_env(), embedded_dir, launcher=launcher)
     try:
         server.start()
-        print(f"\nclair serve --embedded-db ready in {server.startup_seconds:.2f} s")
+        print(f"\nmake run's server ready in {server.startup_seconds:.2f} s")
         assert set(server.statuses_before_ready) <= {None, 503}
         assert f"{embedded_dir / 'postgres'} (embedded PostgreSQL)" in server.stdout
         assert server.process is not None
@@ -296,7 +299,7 @@ def test_embedded_database_serves_and_stops(embedded_dir: Path) -> None:
         assert resp.status == 200
         assert resp.headers["etag"] == '"' + orjson.loads(resp.body)["state"] + '"'
         code, seconds = server.stop()
-        print(f"clair serve --embedded-db stopped in {seconds:.2f} s")
+        print(f"make run's server stopped in {seconds:.2f} s")
         assert code == 0, server.stderr
     finally:
         server.kill()

@@ -59,7 +59,7 @@ def test_up_serves_through_the_ingress_and_stops_cleanly(registry: LocalRegistry
     config = data / "config.yaml"  # a delivery mechanism: a notifier process joins
     hook = {"target": "http://127.0.0.1:9/", "callback": "http://clair/notifier/api/v1/"}
     config.write_text(json.dumps({"notifier": {"webhook": hook}}))  # JSON is YAML too
-    command = [sys.executable, "-m", "clair_common.devtools.up", "--data", str(data)]
+    command = [sys.executable, "-m", "clair_dev.up", "--data", str(data)]
     command += ["--config", str(config), "--matchers", "2"]
     proc = subprocess.Popen(
         [*command, "--port", str(port)],

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clair_dev.embedded_pg import EmbeddedPostgres, ensure_database_sync
 
-from clair_common.embedded_pg import EmbeddedPostgres, ensure_database_sync
 from tests.fixtures.server import ClairProcess, clair_server, free_port, wait_ready
 
 REPORT = "/indexer/api/v1/index_report/sha256:" + "ab" * 32

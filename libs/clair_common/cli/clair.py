@@ -1,6 +1,6 @@
 """`clair`: run the services.
 
-    clair serve [--mode combo|indexer|matcher|notifier] [--config FILE] [--embedded-db DIR]
+    clair serve [--mode combo|indexer|matcher|notifier] [--config FILE]
 
 Clair's own spelling works too: `clair -mode indexer -conf config.yaml`, and `CLAIR_MODE` /
 `CLAIR_CONF`. Unlike Clair, the mode defaults to combo and the config file is optional.
@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from clair_common.server import MODES
 
@@ -29,13 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", "--conf", "-conf", dest="config", default=os.environ.get("CLAIR_CONF") or None
     )
-    parser.add_argument(
-        "--embedded-db",
-        type=Path,
-        default=None,
-        help="start a private PostgreSQL in DIR when no connstring or PG* variable is set",
-    )
     return parser
+
+
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`clair`'s command line: command, mode and config file (environment defaults applied)."""
+    return _parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from clair_common.server import ServeOptions, run
     from clair_common.telemetry import setup_logging, setup_tracing
 
-    args = _parser().parse_args(argv)
+    args = arguments(argv)
     if args.mode not in MODES:
         print(
             f"clair: unknown mode {args.mode!r} (want one of {', '.join(MODES)})", file=sys.stderr
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run(ServeOptions(args.mode, config, args.embedded_db)))
+            asyncio.run(run(ServeOptions(args.mode, config)))
     except DatabaseUnavailable as err:
         print(f"clair: {args.config or 'environment'}: {err}", file=sys.stderr)
         return 1

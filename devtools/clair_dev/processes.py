@@ -8,7 +8,7 @@ import pwd
 import signal
 import subprocess
 
-from clair_common.devtools.sysdeps import SYSTEM_TOOLS, locate
+from clair_dev.sysdeps import SYSTEM_TOOLS, locate
 
 
 def stop_process(

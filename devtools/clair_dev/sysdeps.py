@@ -1,6 +1,6 @@
 """Check (and, as root with apt, install) the system tools the test suite needs.
 
-Runs as ``python -m clair_common.devtools.sysdeps`` and also as a plain script before the
+Runs as ``python -m clair_dev.sysdeps`` and also as a plain script before the
 virtualenv exists, so it imports nothing but the standard library.
 """
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clair_common.config import ConfigError, load_config
-from clair_common.devtools.processes import find_nginx, nginx_user_args, stop_process
-from clair_common.embedded_pg import (
+from clair_dev.embedded_pg import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     dsn_with_database,
     ensure_database_sync,
 )
+from clair_dev.processes import find_nginx, nginx_user_args, stop_process
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "deploy" / "nginx" / "render.py"
 READY_TIMEOUT = 90.0
 
