@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jsonschema
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
@@ -18,6 +19,7 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from tests.clairctl.stack import Stack, sarif_schema, stack
+from tests.common.test_openapi import validator
 from tests.fixtures.feeds import pypa_advisories
 from tests.fixtures.images import decompress, sha256_digest
 from tests.fixtures.registry_auth import AuthRegistries, docker_config
@@ -243,6 +245,10 @@ async def test_machine_formats_validate(
     report = json.loads(out)
     assert len(report["packages"]) == 8
     findings = sum(len(v) for v in report["package_vulnerabilities"].values())
+    # Clair's JSON: the schema is the server's own OpenAPI document.
+    async with aiohttp.ClientSession() as http, http.get(f"{stack.clair.api}/openapi/v1") as resp:
+        openapi = await resp.json(content_type=None)
+    validator(openapi, "VulnerabilityReport").validate(report)
 
     code, out, _ = await _report(stack, auth_registries, tmp_path, "pypi", "-o", "sarif")
     assert code == 0
