@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_affected_manifests import added_by, affected
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
 from tests.fixtures.feeds import FeedServer, osv_zip
 from tests.fixtures.gobuild import go_app, go_cache  # noqa: F401
@@ -65,7 +66,8 @@ async def test_go_binaries_and_alpine_packages_in_one_report(
         "go-e2e", [build_layer(files_from_dir(alpine)), binaries_layer(go_app)]
     )
     indexed = await combo.index(manifest)
-    found = vulnerabilities_by_package(await combo.vulnerability_report(manifest.hash))
+    vuln_report = await combo.vulnerability_report(manifest.hash)
+    found = vulnerabilities_by_package(vuln_report)
 
     go_packages = {
         (p["name"], p["version"])
@@ -95,3 +97,20 @@ async def test_go_binaries_and_alpine_packages_in_one_report(
     assert not found.get(("example.com/clairtest", "(devel)"))
     # The OS packages are matched in the same report.
     assert found[("musl", "1.1.16-r9")] or found[("busybox", "1.26.2-r4")]
+
+    # The notifier's question, affected_manifest, gives the same verdicts: the Go advisories
+    # of the report affect the image; those of the feed it did not list (GO-2023-1571 among
+    # them: fixed for both stdlib and golang.org/x/net) affect nothing.
+    reported = [v for v in vuln_report["vulnerabilities"].values() if v["updater"] == "osv/go"]
+    listed = {v["name"] for v in reported}
+    feed = await added_by(combo, "osv/go")
+    others = [
+        v
+        for v in feed
+        if v["name"] not in listed
+        and v["package"]["name"] in {"stdlib", "golang.org/x/net", "golang.org/x/text"}
+    ]
+    assert any(v["name"] == "GO-2023-1571" for v in others)
+    hits = await affected(combo, reported)
+    assert {d: set(ids) for d, ids in hits.items()} == {manifest.hash: {v["id"] for v in reported}}
+    assert await affected(combo, others[:200]) == {}
