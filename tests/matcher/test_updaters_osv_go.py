@@ -33,20 +33,16 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-async def go_vulns(
-    feed_server: FeedServer,
-    client: aiohttp.ClientSession,
+@pytest.fixture(scope="module")
+def go_vulns(
+    tmp_path_factory: pytest.TempPathFactory,
     go_vulndb: list[dict[str, Any]],  # noqa: F811
 ) -> list[Vulnerability]:
-    feed_server.put("Go/all.zip", osv_zip(go_vulndb))
-    updater = OsvUpdater("go", feed_server.url + "Go/all.zip")
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return list(updater.parse(fetched))
-    finally:
-        fetched.discard()
+    """The whole database parsed once per module (the HTTP path: test_full_go_database)."""
+    path = tmp_path_factory.mktemp("osv-go") / "all.zip"
+    path.write_bytes(osv_zip(go_vulndb))
+    fetched = FetchResult(path=path, fingerprint="", url="Go/all.zip")
+    return list(OsvUpdater("go", "Go/all.zip").parse(fetched))
 
 
 async def test_factory_maps_go(feed_server: FeedServer, client: aiohttp.ClientSession) -> None:
@@ -61,10 +57,21 @@ async def test_factory_maps_go(feed_server: FeedServer, client: aiohttp.ClientSe
 
 
 async def test_full_go_database(
+    feed_server: FeedServer,
+    client: aiohttp.ClientSession,
     go_vulns: list[Vulnerability],
     go_vulndb: list[dict[str, Any]],  # noqa: F811
 ) -> None:
+    feed_server.put("Go/all.zip", osv_zip(go_vulndb))
+    updater = OsvUpdater("go", feed_server.url + "Go/all.zip")
+    fetched = await updater.fetch(client, "")
+    assert isinstance(fetched, FetchResult)
+    try:
+        fetched_ids = {v.name for v in updater.parse(fetched)}
+    finally:
+        fetched.discard()
     ids = {v.name for v in go_vulns}
+    assert fetched_ids == ids
     withdrawn = {d["id"] for d in go_vulndb if d.get("withdrawn")}
     assert withdrawn and not ids & withdrawn
     assert len(ids) > 4000
