@@ -41,11 +41,23 @@ POOLS = {
 }
 
 
-def scrape(server: ClairProcess) -> dict[str, list[dict[str, str]]]:
+# claircore's AffectedManifests families (datastore/postgres/affectedmanifest.go), in the
+# processes that serve the indexer; labelled `query`, so only their family lines until used.
+AFFECTED_FAMILIES = {
+    "claircore_indexer_affectedmanifests",
+    "claircore_indexer_affectedmanifests_duration_seconds",
+}
+
+
+def scrape(
+    server: ClairProcess, families: set[str] | None = None
+) -> dict[str, list[dict[str, str]]]:
     with urllib.request.urlopen(server.introspection + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     samples: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(text):
+        if families is not None:
+            families.add(family.name)
         for sample in family.samples:
             samples.setdefault(sample.name, []).append(dict(sample.labels))
     return samples
@@ -70,7 +82,10 @@ def test_every_mode_exposes_clairs_families(pg_dsn_sync: str, tmp_path: Path) ->
         }
         for mode, server in servers.items():
             wait_ready(server, timeout=90)
-            samples = scrape(server)
+            families: set[str] = set()
+            samples = scrape(server, families)
+            if mode in ("combo", "indexer"):
+                assert families >= AFFECTED_FAMILIES, (mode, sorted(families))
             for name, labels in {**VERSION_INFO, **POOL_SAMPLES}.items():
                 assert name in samples, f"{mode}: {name} missing"
                 assert all(set(s) == labels for s in samples[name]), (mode, name, samples[name])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import threading
 import time
 import urllib.error
@@ -28,6 +29,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tests.common.test_dropin_configs import keyword_form
+from tests.fixtures.images import build_layer, sha256_digest
 from tests.fixtures.server import clair_server, free_port, wait_ready
 
 DIGEST = "sha256:" + "ab" * 32
@@ -52,6 +54,10 @@ class Received:
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self.spans.append((service, span.trace_id.hex(), span.name))
+
+    def named(self, name: str, traces: set[str]) -> bool:
+        with self.lock:
+            return any(n == name and t in traces for _, t, n in self.spans)
 
     def traces_by_service(self) -> dict[str, set[str]]:
         with self.lock:
@@ -126,6 +132,33 @@ async def _seed_vulnerability(dsn: str) -> None:
         await conn.close()
 
 
+LAYER = build_layer({"etc/os-release": b'ID=alpine\nVERSION_ID=3.20.0\nNAME="Alpine Linux"\n'})
+
+
+@contextmanager
+def layer_origin() -> Iterator[str]:
+    """A loopback HTTP server with one small layer; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(LAYER)))
+            self.end_headers()
+            self.wfile.write(LAYER)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/layer"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_one_trace_spans_matcher_and_indexer(
     transport: str, pg_dsn_sync: str, tmp_path: Path
@@ -165,9 +198,20 @@ def test_one_trace_spans_matcher_and_indexer(
         wait_ready(matcher)
         # One vulnerability row: the matcher then asks the indexer for the report (else 202).
         asyncio.run(_seed_vulnerability(pg_dsn_sync))
+        layer_url = stack.enter_context(layer_origin())
+        layers = [{"hash": sha256_digest(LAYER), "uri": layer_url, "headers": {}}]
+        manifest = json.dumps({"hash": DIGEST, "layers": layers}).encode()
+        post = urllib.request.Request(
+            f"http://127.0.0.1:{indexer_port}/indexer/api/v1/index_report",
+            data=manifest,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(post, timeout=30) as resp:
+            assert resp.status == 201
         url = f"{matcher.api}/matcher/api/v1/vulnerability_report/{DIGEST}"
-        with pytest.raises(urllib.error.HTTPError):  # not indexed: the indexer says 404
-            urllib.request.urlopen(url, timeout=30)
+        with urllib.request.urlopen(url, timeout=30) as resp:  # the matcher asks the indexer
+            assert resp.status == 200
         deadline = time.monotonic() + 60
         shared: set[str] = set()
         while time.monotonic() < deadline and not shared:
@@ -175,3 +219,12 @@ def test_one_trace_spans_matcher_and_indexer(
             shared = found.get("clairv4/matcher", set()) & found.get("clairv4/indexer", set())
             time.sleep(0.1)
         assert shared, f"no trace shared by matcher and indexer: {received.spans}"
+        # The slow step below the request has a span of its own, in the same trace.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not received.named("match report", shared):
+            time.sleep(0.1)
+        assert received.named("match report", shared), received.spans
+        # Indexing's own steps are spans of the POST's trace.
+        indexer_traces = received.traces_by_service().get("clairv4/indexer", set())
+        for step in ("index manifest", "fetch and scan layer", "store index report"):
+            assert received.named(step, indexer_traces), (step, received.spans)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
@@ -197,3 +198,20 @@ async def test_rule_errors_fail_the_request(store: IndexerStore) -> None:
     bad = vuln("109", "libssl3", "binary", "3.0 11", "Low", distribution=DEBIAN_12)
     with pytest.raises(MatchError):
         await affected_manifests(store, [bad])
+
+
+async def test_queries_are_counted_under_claircores_families(store: IndexerStore) -> None:
+    def count(query: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "claircore_indexer_affectedmanifests_total", {"query": query}
+        )
+        return value or 0.0
+
+    before = {q: count(q) for q in ("vulnerabilityToPackages", "selectAffected")}
+    await affected_manifests(store, VULNS, batch_size=100_000)  # one batch: one query each
+    assert count("vulnerabilityToPackages") == before["vulnerabilityToPackages"] + 1
+    assert count("selectAffected") == before["selectAffected"] + 1
+    observed = REGISTRY.get_sample_value(
+        "claircore_indexer_affectedmanifests_duration_seconds_count", {"query": "selectAffected"}
+    )
+    assert observed is not None and observed >= 1

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-config", help="print the merged config, or its errors")
-    check.add_argument("-o", "--output", choices=["json", "yaml"], default="yaml")
+    check.add_argument("-o", "--output", choices=["json", "yaml"], default="json")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_check_config)
     register(sub)

@@ -11,11 +11,13 @@ the records found vulnerable, so a package in ten thousand manifests is judged o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
+from prometheus_client import Counter, Histogram
 
 from clair_common.models import (
     AffectedManifests,
@@ -158,12 +160,35 @@ def _columns(queries: Sequence[_Query]) -> list[list[object]]:
     return [[row[col] for row in rows] for col in range(3 + len(_EQUALITIES))]
 
 
+# claircore's AffectedManifests families; the query labels name claircore's two queries whose
+# work ours do (packages named by the vulnerabilities, then the manifests holding them).
+AFFECTED_TOTAL = Counter(
+    "claircore_indexer_affectedmanifests",
+    "Total number of database queries issued in the AffectedManifests method.",
+    ["query"],
+)
+AFFECTED_DURATION = Histogram(
+    "claircore_indexer_affectedmanifests_duration_seconds",
+    "Duration of all queries issued in the AffectedManifests method.",
+    ["query"],
+)
+
+
+@contextmanager
+def _observed(query: str) -> Iterator[None]:
+    AFFECTED_TOTAL.labels(query).inc()
+    with AFFECTED_DURATION.labels(query).time():
+        yield
+
+
 async def _affected_batch(
     conn: asyncpg.Connection, queries: Sequence[_Query]
 ) -> dict[str, dict[str, None]]:
     """Manifest digest → ids of the batch's vulnerabilities affecting it (ordered set)."""
     found: dict[tuple[int, int, int], dict[str, None]] = {}  # (pkg, dist, repo) → vuln ids
-    for row in await conn.fetch(CANDIDATES_SQL, *_columns(queries)):
+    with _observed("vulnerabilityToPackages"):
+        candidates = await conn.fetch(CANDIDATES_SQL, *_columns(queries))
+    for row in candidates:
         query = queries[row["i"]]
         record = _record(row)
         if query.matcher.filter(record) and query.matcher.vulnerable(record, query.vuln):
@@ -173,12 +198,14 @@ async def _affected_batch(
         return {}
     triples = list(found)
     out: dict[str, dict[str, None]] = {}
-    for row in await conn.fetch(
-        MANIFESTS_SQL,
-        [t[0] for t in triples],
-        [t[1] for t in triples],
-        [t[2] for t in triples],
-    ):
+    with _observed("selectAffected"):
+        rows = await conn.fetch(
+            MANIFESTS_SQL,
+            [t[0] for t in triples],
+            [t[1] for t in triples],
+            [t[2] for t in triples],
+        )
+    for row in rows:
         out.setdefault(row["hash"], {}).update(found[triples[row["k"] - 1]])
     return out
 

@@ -23,6 +23,7 @@ from clair_common.models import (
     Manifest,
     Vulnerability,
 )
+from clair_common.telemetry import traced
 from clair_indexer.affected import affected_manifests
 from clair_indexer.coalesce import CoalescedLayer, coalesce
 from clair_indexer.fetch import FetchError, LayerFetcher
@@ -179,6 +180,7 @@ class IndexerService:
     def _forget(self, digest: str) -> None:
         self._reports.pop(digest)
 
+    @traced("index manifest")
     async def _run(self, manifest: Manifest) -> IndexReport:
         report = IndexReport(manifest_hash=manifest.hash, state=IndexState.CHECK_MANIFEST)
         manifest_id, layer_ids = await self.store.persist_manifest(
@@ -247,6 +249,7 @@ class IndexerService:
             for layer, lid, missing in todo:
                 group.create_task(self._scan_one(layer, lid, missing))
 
+    @traced("fetch and scan layer")
     async def _scan_one(self, layer: Layer, layer_id: int, missing: list[_Registered]) -> None:
         scanners = [r for r in missing if r.scanner is not None]
         wants = [r.scanner.wants for r in scanners if r.scanner is not None]

@@ -16,6 +16,7 @@ from clair_common.models import (
     Package,
     Repository,
 )
+from clair_common.telemetry import traced
 
 
 @dataclass(slots=True)
@@ -169,6 +170,7 @@ class IndexerStore:
         )
         return {(r["layer_id"], r["scanner_id"]) for r in rows}
 
+    @traced("store layer")
     async def store_layer(
         self,
         layer_id: int,
@@ -361,6 +363,7 @@ class IndexerStore:
             report.to_json(),
         )
 
+    @traced("store index report")
     async def finish(
         self,
         manifest_id: int,

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from clair_common.models import VulnerabilityReport
+from clair_common.telemetry import traced
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 
 log = logging.getLogger("clair.matcher.enrichment")
@@ -45,6 +46,7 @@ def enrichment_lookup(pool: asyncpg.Pool) -> EnrichmentLookup:
     return lookup
 
 
+@traced("enrich report")
 async def enrich_report(
     pool: asyncpg.Pool, report: VulnerabilityReport, enrichers: Sequence[Enricher]
 ) -> dict[str, list[Any]]:

@@ -28,6 +28,7 @@ import asyncpg
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
+from clair_common.telemetry import traced
 from clair_common.tls import client_session
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.feed_status import FeedStatusLog
@@ -216,6 +217,7 @@ class UpdateScheduler:
                     prev = await latest_fingerprint(self.pool, updater, KIND_VULNERABILITY)
                     await record_status(self.pool, updater, fingerprint=prev, error=error)
 
+    @traced("update run")
     async def run_updater(
         self, updater: Updater | Enricher, report: RunReport | None = None
     ) -> Outcome:

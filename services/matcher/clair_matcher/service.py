@@ -24,6 +24,7 @@ from clair_common.models import (
     Vulnerability,
     VulnerabilityReport,
 )
+from clair_common.telemetry import traced
 from clair_common.vulnerable import Matcher, default_matchers
 from clair_matcher.candidates import CandidateCache
 from clair_matcher.enrichers import Enricher, default_enrichers
@@ -129,6 +130,7 @@ class MatcherService:
             self._initialized = await self.store.initialized()
         return self._initialized
 
+    @traced("match report")
     async def scan(
         self, report: IndexReport, refs: Sequence[tuple[str, str, str]] | None = None
     ) -> VulnerabilityReport:
