@@ -1,4 +1,4 @@
-"""OTLP span exporters built from Clair's `trace.otlp` block, over HTTP or gRPC.
+"""OTLP exporters built from Clair's `trace.otlp` and `metrics.otlp` blocks, over HTTP or gRPC.
 
 Clair's keys: `endpoint` is the collector's host:port (defaults localhost:4318 for HTTP,
 localhost:4317 for gRPC), `insecure` means plain text, `url_path` the HTTP path (default
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from clair_common.config.base import TLS
 from clair_common.config.telemetry import OTLPGRPC, OTLPHTTP, OTLPSignal
 
-__all__ = ["span_exporter"]
+__all__ = ["grpc_metric_exporter", "http_metric_exporter", "span_exporter"]
 
 _HTTP_DEFAULT = "localhost:4318"
 _GRPC_DEFAULT = "localhost:4317"
@@ -26,56 +27,71 @@ def _timeout(seconds: Any) -> float | None:
     return seconds.total_seconds() if seconds is not None else None
 
 
-def _http_exporter(cfg: OTLPHTTP) -> SpanExporter:
+def _http_kwargs(cfg: OTLPHTTP, default_path: str) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     endpoint = cfg.endpoint or _HTTP_DEFAULT
     if "://" not in endpoint:
         scheme = "http" if cfg.insecure else "https"
-        endpoint = f"{scheme}://{endpoint}{cfg.url_path or '/v1/traces'}"
+        endpoint = f"{scheme}://{endpoint}{cfg.url_path or default_path}"
     tls: TLS | None = cfg.client_tls
-    return OTLPSpanExporter(
-        endpoint=endpoint,
-        certificate_file=(tls.root_ca or None) if tls else None,
-        client_certificate_file=(tls.cert or None) if tls else None,
-        client_key_file=(tls.key or None) if tls else None,
-        headers=dict(cfg.headers) or None,
-        timeout=_timeout(cfg.timeout),
-        compression=Compression.Gzip if cfg.compression == "gzip" else Compression.NoCompression,
-    )
+    return {
+        "endpoint": endpoint,
+        "certificate_file": (tls.root_ca or None) if tls else None,
+        "client_certificate_file": (tls.cert or None) if tls else None,
+        "client_key_file": (tls.key or None) if tls else None,
+        "headers": dict(cfg.headers) or None,
+        "timeout": _timeout(cfg.timeout),
+        "compression": Compression.Gzip if cfg.compression == "gzip" else Compression.NoCompression,
+    }
 
 
-def _grpc_exporter(cfg: OTLPGRPC) -> SpanExporter:
+def _grpc_kwargs(cfg: OTLPGRPC) -> dict[str, Any]:
     import grpc
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    endpoint = cfg.endpoint or _GRPC_DEFAULT
     credentials = None
     tls = cfg.client_tls
     if not cfg.insecure and tls is not None:
 
-        def read(path: str) -> bytes | None:
+        def read(path: str) -> bytes:
             with open(path, "rb") as file:
-                return file.read() if path else None
+                return file.read()
 
         credentials = grpc.ssl_channel_credentials(
             root_certificates=read(tls.root_ca) if tls.root_ca else None,
             private_key=read(tls.key) if tls.key else None,
             certificate_chain=read(tls.cert) if tls.cert else None,
         )
-    return OTLPSpanExporter(
-        endpoint=endpoint,
-        insecure=cfg.insecure,
-        credentials=credentials,
-        headers=dict(cfg.headers) or None,
-        timeout=_timeout(cfg.timeout),
-        compression=grpc.Compression.Gzip if cfg.compression == "gzip" else None,
-    )
+    return {
+        "endpoint": cfg.endpoint or _GRPC_DEFAULT,
+        "insecure": cfg.insecure,
+        "credentials": credentials,
+        "headers": dict(cfg.headers) or None,
+        "timeout": _timeout(cfg.timeout),
+        "compression": grpc.Compression.Gzip if cfg.compression == "gzip" else None,
+    }
 
 
 def span_exporter(otlp: OTLPSignal) -> SpanExporter:
     """The exporter for a `trace.otlp` block (HTTP when both or neither are set)."""
     if otlp.http is None and otlp.grpc is not None:
-        return _grpc_exporter(otlp.grpc)
-    return _http_exporter(otlp.http or OTLPHTTP())
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GRPCSpanExporter,
+        )
+
+        return GRPCSpanExporter(**_grpc_kwargs(otlp.grpc))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(**_http_kwargs(otlp.http or OTLPHTTP(), "/v1/traces"))
+
+
+def http_metric_exporter(cfg: OTLPHTTP | None) -> MetricExporter:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(**_http_kwargs(cfg or OTLPHTTP(), "/v1/metrics"))
+
+
+def grpc_metric_exporter(cfg: OTLPGRPC) -> MetricExporter:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(**_grpc_kwargs(cfg))

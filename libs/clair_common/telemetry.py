@@ -120,3 +120,26 @@ def traced(
         return wrapper
 
     return decorate
+
+
+def start_metrics_push(metrics_cfg: Any, mode: str) -> Any:
+    """For `metrics.name: otlp|stdout`, a started MetricsPusher (stop it at exit); else None.
+
+    The period is OpenTelemetry's `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds, default 60 s).
+    """
+    import os
+
+    from clair_common.config.telemetry import Metrics
+    from clair_common.metrics_push import MetricsPusher, metric_exporter
+
+    if not isinstance(metrics_cfg, Metrics):
+        return None
+    exporter = metric_exporter(metrics_cfg)
+    if exporter is None:
+        return None
+    interval = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "60000")) / 1000
+    pusher = MetricsPusher(
+        exporter, Resource.create({"service.name": f"clairv4/{mode}"}), interval=interval
+    )
+    pusher.start()
+    return pusher

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate_for_mode,
     )
     from clair_common.server import ServeOptions, run
-    from clair_common.telemetry import setup_logging, setup_tracing
+    from clair_common.telemetry import setup_logging, setup_tracing, start_metrics_push
 
     args = arguments(argv)
     if args.mode not in MODES:
@@ -71,12 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     from clair_common.db.pool import DatabaseUnavailable
 
+    pusher = start_metrics_push(config.metrics, args.mode)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(ServeOptions(args.mode, config)))
     except DatabaseUnavailable as err:
         print(f"clair: {args.config or 'environment'}: {err}", file=sys.stderr)
         return 1
+    finally:
+        if pusher is not None:
+            pusher.stop()
     return 0
 
 

@@ -1,0 +1,137 @@
+"""`metrics.name: otlp|stdout`: Clair's metric families pushed to a real OTLP receiver (HTTP and
+gRPC, decoded with the OpenTelemetry protocol definitions) or printed, from a running server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+
+from tests.common.test_dropin_configs import keyword_form
+from tests.fixtures.server import clair_server, wait_ready
+
+WANTED = {"clair_cmd_version_info", "pgxpool_max_conns", "pgxpool_acquire_count"}
+
+
+@dataclass
+class Received:
+    names: dict[str, str] = field(default_factory=dict)  # metric name -> data kind
+    services: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+        with self.lock:
+            for resource in request.resource_metrics:
+                for attr in resource.resource.attributes:
+                    if attr.key == "service.name":
+                        self.services.add(attr.value.string_value)
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        self.names[metric.name] = metric.WhichOneof("data") or ""
+
+
+@contextmanager
+def http_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/v1/metrics":
+                request = metrics_service_pb2.ExportMetricsServiceRequest()
+                request.ParseFromString(body)
+                received.add(request)
+            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def grpc_receiver() -> Iterator[tuple[str, Received]]:
+    received = Received()
+
+    class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(
+            self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
+        ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+            received.add(request)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", received
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_metrics_are_pushed_over_otlp(transport: str, pg_dsn_sync: str, tmp_path: Path) -> None:
+    receiver = http_receiver if transport == "http" else grpc_receiver
+    with receiver() as (endpoint, received):
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "indexer:\n  migrations: true\n"
+            f"metrics:\n  name: otlp\n  otlp:\n    {transport}:\n"
+            f"      endpoint: {endpoint}\n      insecure: true\n"
+        )
+        env = {
+            "CLAIR_CONF": str(config),
+            "CLAIR_INDEXER__CONNSTRING": keyword_form(pg_dsn_sync),
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        }
+        with clair_server(tmp_path, mode="indexer", env=env) as server:
+            wait_ready(server)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not set(received.names) >= WANTED:
+                time.sleep(0.1)
+        assert set(received.names) >= WANTED, sorted(received.names)
+        assert received.names["pgxpool_max_conns"] == "gauge"
+        assert received.services == {"clairv4/indexer"}
+        histograms = [n for n, kind in received.names.items() if kind == "histogram"]
+        assert histograms, received.names
+
+
+def test_metrics_are_printed_with_stdout(pg_dsn_sync: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("indexer:\n  migrations: true\nmetrics:\n  name: stdout\n")
+    env = {
+        "CLAIR_CONF": str(config),
+        "CLAIR_INDEXER__CONNSTRING": keyword_form(pg_dsn_sync),
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+    }
+    with clair_server(tmp_path, mode="indexer", env=env) as server:
+        wait_ready(server)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "clair_cmd_version_info" not in server.log_text():
+            time.sleep(0.1)
+        assert "clair_cmd_version_info" in server.log_text()
