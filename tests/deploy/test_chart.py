@@ -90,6 +90,25 @@ def test_a_typo_in_values_fails_against_the_schema(values: dict[str, Any], key: 
     assert key in str(err.value) or "mode" in str(err.value)
 
 
+def test_a_notifier_without_delivery_fails_at_install() -> None:
+    with pytest.raises(helm_python.HelmError) as err:
+        render_chart({"config": {"notifier": {"webhook": None}}})
+    assert "notifier needs a delivery mechanism" in str(err.value)
+    chart = render_chart(
+        {"config": {"notifier": {"webhook": None}}, "notifier": {"enabled": False}}
+    )
+    assert {d.metadata.name for d in chart.models("Deployment")} == {
+        "clair-indexer",
+        "clair-matcher",
+    }
+    (ingress,) = chart.models("Ingress")
+    assert [p.path for r in ingress.spec.rules for p in r.http.paths] == ["/indexer", "/matcher"]
+    # Combo without a delivery mechanism runs no notifier, so serves no /notifier.
+    combo = render_chart({"mode": "combo", "config": {"notifier": {"webhook": None}}})
+    (ingress,) = combo.models("Ingress")
+    assert [p.path for r in ingress.spec.rules for p in r.http.paths] == ["/indexer", "/matcher"]
+
+
 def test_default_runs_the_services_apart_with_their_own_probes(
     default_chart: RenderedChart,
 ) -> None:
