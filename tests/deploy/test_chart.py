@@ -247,7 +247,12 @@ def test_schema_knows_every_top_level_clair_key() -> None:
     """values.schema.json lists Clair's top-level keys under `config` (to catch typos there):
     a key added to the config model must be added to the schema too."""
     schema = json.loads((CHART / "values.schema.json").read_text())
-    assert set(schema["properties"]["config"]["properties"]) == set(Config.model_fields)
+    listed = set(schema["properties"]["config"]["properties"])
+    missing, stale = set(Config.model_fields) - listed, listed - set(Config.model_fields)
+    assert not missing and not stale, (
+        f"deploy/helm/clair/values.schema.json, properties.config.properties: add {missing},"
+        f" remove {stale}"
+    )
 
 
 def test_combo_is_one_deployment_behind_every_path() -> None:
