@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv run up test test-fast lint typecheck format bench system-deps clean image e2e-chart
+.PHONY: all venv run up test test-fast lint typecheck format bench system-deps clean image e2e-chart fuzz
 
 all: test
 
@@ -53,6 +53,10 @@ image: $(STAMP)
 ## The Helm chart run as a cluster would (slow): its pods from the image, behind NGINX.
 e2e-chart: image system-deps
 	$(BIN)/pytest -q -m slow tests/deploy/test_chart_e2e.py
+
+## Schemathesis against the server's own OpenAPI document (combo on a throwaway embedded PostgreSQL).
+fuzz: $(STAMP) system-deps
+	$(BIN)/python -m clair_dev.fuzz
 
 bench: $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

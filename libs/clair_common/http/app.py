@@ -48,7 +48,10 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
             headers={"X-Content-Type-Options": "nosniff"},
         )
     if exc.status_code == 405:
-        return error_response(405, f"method disallowed: {request.method}")
+        response = error_response(405, f"method disallowed: {request.method}")
+        if exc.headers and "Allow" in exc.headers:  # RFC 9110: a 405 lists what is allowed
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     return error_response(exc.status_code, str(exc.detail))
 
 

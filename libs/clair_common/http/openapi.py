@@ -22,13 +22,31 @@ _JSON_TYPES = ("application/openapi+json", "application/vnd.oai.openapi+json", "
 _YAML_TYPES = ("application/openapi+yaml", "application/vnd.oai.openapi+yaml", "application/yaml")
 
 
+_UUID = {"type": "string", "format": "uuid"}
+# What the routes accept for parameters of these names (anything else is answered 400).
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "digest": {"$ref": "#/components/schemas/Digest"},
+    "ref": _UUID,
+    "id": _UUID,
+    "cur": _UUID,
+    "prev": _UUID,
+    "next": _UUID,
+    "kind": {"enum": ["", "vulnerability", "enrichment"]},
+    "page_size": {"type": "integer", "minimum": 0},
+}
+
+
+def _param_schema(name: str, typ: str = "string") -> dict[str, Any]:
+    return _PARAM_SCHEMAS.get(name, {"type": typ})
+
+
 def _path_params(path: str) -> list[dict[str, Any]]:
     params = []
     for segment in path.split("/"):
         if segment.startswith("{") and segment.endswith("}"):
             name = segment[1:-1].split(":", 1)[0]
             params.append(
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True, "schema": _param_schema(name)}
             )
     return params
 
@@ -40,7 +58,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         "tags": [op.tag],
     }
     params = _path_params(op.path) + [
-        {"name": name, "in": "query", "required": required, "schema": {"type": typ}}
+        {"name": name, "in": "query", "required": required, "schema": _param_schema(name, typ)}
         for name, typ, required in op.query
     ]
     if params:

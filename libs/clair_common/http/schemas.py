@@ -54,6 +54,7 @@ def _record(
 
 
 _UUID: Schema = {"type": "string", "format": "uuid"}
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 _DATE_TIME: Schema = {"type": "string", "format": "date-time"}
 
 _PACKAGES = _map_of(ref("Package"))
@@ -61,13 +62,20 @@ _DISTRIBUTIONS = _map_of(ref("Distribution"))
 _REPOSITORIES = _map_of(ref("Repository"))
 _ENVIRONMENTS = _map_of({"type": "array", "items": ref("Environment")})
 
+_NORMALIZED_VERSION: Schema = {
+    "type": "string",
+    "description": 'Either "" or `<kind>:<ten dot-separated integers>`.',
+    "pattern": "^(|[a-z0-9]+:-?\\d+(\\.-?\\d+){9})$",
+}
 _VULN_STRINGS = ("id", "updater", "name", "description", "links", "severity", "fixed_in_version")
 _PACKAGE_STRINGS = ("id", "name", "version", "kind", "module", "arch", "cpe", "normalized_version")
 
 
 def _loose_object(strings: tuple[str, ...], **more: Schema) -> Schema:
-    """An optional nested object of a request: its known members are strings when present."""
-    return {"type": ["object", "null"], "properties": {**dict.fromkeys(strings, _STRING), **more}}
+    """An optional nested object of a request: its known members are strings when present
+    (a `cpe` a valid CPE, since answers echo it)."""
+    properties = {name: ref("CPE") if name == "cpe" else _STRING for name in strings}
+    return {"type": ["object", "null"], "properties": {**properties, **more}}
 
 
 COMPONENTS: dict[str, Schema] = {
@@ -101,11 +109,7 @@ COMPONENTS: dict[str, Schema] = {
             "id": _STRING,
             "name": _STRING,
             "version": _STRING,
-            "normalized_version": {
-                "type": "string",
-                "description": 'Either "" or `<kind>:<ten dot-separated integers>`.',
-                "pattern": "^(|[a-z0-9]+:-?\\d+(\\.-?\\d+){9})$",
-            },
+            "normalized_version": _NORMALIZED_VERSION,
             "cpe": ref("CPE"),
             "detector": {
                 "type": ["string", "null"],
@@ -222,7 +226,12 @@ COMPONENTS: dict[str, Schema] = {
         },
     ),
     "PackageQuery": {
-        **_loose_object(_PACKAGE_STRINGS, source=ref("PackageQuery")),
+        **_loose_object(
+            _PACKAGE_STRINGS,
+            source=ref("PackageQuery"),
+            kind={"enum": ["", "binary", "source", "layer", "ancestry"]},
+            normalized_version=_NORMALIZED_VERSION,
+        ),
         "description": "A package inside a VulnerabilityQuery.",
     },
     "VulnerabilityQuery": {
@@ -233,7 +242,7 @@ COMPONENTS: dict[str, Schema] = {
         ),
         "properties": {
             **dict.fromkeys(_VULN_STRINGS, _STRING),
-            "issued": {"type": ["string", "null"]},
+            "issued": {"anyOf": [{"type": "null"}, {**_DATE_TIME, "pattern": _RFC3339}]},
             "normalized_severity": {"anyOf": [ref("NormalizedSeverity"), {"const": ""}]},
             "package": ref("PackageQuery"),
             "distribution": _loose_object(DISTRIBUTION_FIELDS),

@@ -33,9 +33,15 @@ def _uuid(value: str, name: str) -> str:
         raise bad_request(f"could not parse {name} into uuid: {value!r}") from err
 
 
-def _go_bool(value: str) -> bool:
-    """Go's strconv.ParseBool as Clair uses it: anything unparsable is false."""
-    return value in ("1", "t", "T", "TRUE", "true", "True")
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("", "0", "f", "F", "FALSE", "false", "False")
+
+
+def _go_bool(value: str, name: str) -> bool:
+    """Go's strconv.ParseBool; unparsable values are refused (Clair took them as false)."""
+    if value not in _GO_TRUE and value not in _GO_FALSE:
+        raise bad_request(f"{name!r} query param: not a boolean: {value[:64]!r}")
+    return value in _GO_TRUE
 
 
 def _report_media_type(request: Request) -> str:
@@ -90,7 +96,7 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         kind = request.query_params.get("kind", "") or "vulnerability"
         if kind not in ("vulnerability", "enrichment"):
             raise bad_request(f"unknown kind: {kind!r}")
-        latest = _go_bool(request.query_params.get("latest", ""))
+        latest = _go_bool(request.query_params.get("latest", ""), "latest")
         ref = await service.latest_ref(kind)
         headers = {}
         if ref is not None:
@@ -115,8 +121,10 @@ def build_operations(service: MatcherService, indexer: Indexer, cache_age: int) 
         prev = _uuid(raw_prev, '"prev" query param') if raw_prev else None  # None: all time
         try:
             diff = await service.update_diff(prev, cur)
-        except (LookupError, ValueError) as err:  # unknown ref, or not of kind vulnerability
-            raise APIError(500, f"could not get update diff: {err}") from err
+        except LookupError as err:  # an unknown ref: the client's to fix, not a server error
+            raise not_found(f"could not get update diff: {err}") from err
+        except ValueError as err:  # a ref of another kind than vulnerability
+            raise bad_request(f"could not get update diff: {err}") from err
         return _json(diff.to_json())
 
     return [
