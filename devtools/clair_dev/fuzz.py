@@ -1,7 +1,7 @@
 """`make fuzz`: schemathesis against this server's own OpenAPI document.
 
-Starts `clair serve` in combo mode on a throwaway embedded PostgreSQL (`clair_dev.run`) (no updaters, so it runs
-offline), waits for /readyz, runs `schemathesis run` on `GET /openapi/v1` with every check
+Starts `clair serve` in combo mode on a throwaway embedded PostgreSQL (`clair_dev.run`; no
+updaters, so it runs offline), waits for /readyz, runs `schemathesis run` on `GET /openapi/v1` with every check
 (server errors, responses that do not match the document, undeclared statuses and headers),
 and stops the server. Exit status is schemathesis's; extra arguments are passed to it.
 """
