@@ -1,9 +1,10 @@
 """`make fuzz`: schemathesis against this server's own OpenAPI document.
 
 Starts `clair serve` in combo mode on a throwaway embedded PostgreSQL (`clair_dev.run`; no
-updaters, so it runs offline), waits for /readyz, runs `schemathesis run` on `GET /openapi/v1` with every check
-(server errors, responses that do not match the document, undeclared statuses and headers),
-and stops the server. Exit status is schemathesis's; extra arguments are passed to it.
+updaters, so it runs offline), waits for /readyz, runs `schemathesis run` on
+`GET /openapi/v1` with every check (server errors, answers that do not match the document,
+undeclared statuses and headers), and stops the server. Exit status is schemathesis's; extra
+arguments are passed to it.
 """
 
 from __future__ import annotations
