@@ -49,6 +49,23 @@ AFFECTED_FAMILIES = {
 }
 
 
+# Clair's notifier store families (notifier/postgres/*.go), in processes running the notifier.
+NOTIFIER_FAMILIES = {
+    f"clair_notifier_{method}{suffix}"
+    for method in (
+        "created",
+        "notifications",
+        "receipt",
+        "receiptbyuoid",
+        "setdelivered",
+        "setdeliveryfailed",
+        "setdeleted",
+        "deletenotifications",
+    )
+    for suffix in ("", "_duration_seconds")
+}
+
+
 def scrape(
     server: ClairProcess, families: set[str] | None = None
 ) -> dict[str, list[dict[str, str]]]:
@@ -84,6 +101,8 @@ def test_every_mode_exposes_clairs_families(pg_dsn_sync: str, tmp_path: Path) ->
             wait_ready(server, timeout=90)
             families: set[str] = set()
             samples = scrape(server, families)
+            if mode in ("combo", "notifier"):
+                assert families >= NOTIFIER_FAMILIES, (mode, sorted(families))
             if mode in ("combo", "indexer"):
                 assert families >= AFFECTED_FAMILIES, (mode, sorted(families))
             for name, labels in {**VERSION_INFO, **POOL_SAMPLES}.items():

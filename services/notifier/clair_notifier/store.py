@@ -11,6 +11,7 @@ from typing import Any, Literal, cast
 import asyncpg
 
 from clair_common.models import Notification
+from clair_notifier.store_metrics import observed
 
 Status = Literal["created", "delivered", "delivery_failed", "deleted"]
 PENDING: tuple[Status, ...] = ("created", "delivery_failed")
@@ -43,10 +44,11 @@ class NotifierStore:
     # -- the poller ------------------------------------------------------------------------
     async def receipted(self, refs: Sequence[str]) -> set[str]:
         """The update operations among `refs` that already have a receipt."""
-        rows = await self.pool.fetch(
-            "SELECT uo_id FROM receipt WHERE uo_id = ANY($1::uuid[])",
-            [uuid.UUID(r) for r in refs],
-        )
+        with observed("receiptbyuoid"):
+            rows = await self.pool.fetch(
+                "SELECT uo_id FROM receipt WHERE uo_id = ANY($1::uuid[])",
+                [uuid.UUID(r) for r in refs],
+            )
         return {str(r["uo_id"]) for r in rows}
 
     async def put_notifications(
@@ -91,13 +93,14 @@ class NotifierStore:
         self, notification_id: uuid.UUID, size: int, after: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
         """Up to `size` notifications after `after` in id order, and the next page's start."""
-        rows = await self.pool.fetch(
-            "SELECT id, body FROM notification_body WHERE notification_id = $1"
-            " AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            notification_id,
-            after,
-            size + 1,
-        )
+        with observed("notifications", "pagedQuery"):
+            rows = await self.pool.fetch(
+                "SELECT id, body FROM notification_body WHERE notification_id = $1"
+                " AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                notification_id,
+                after,
+                size + 1,
+            )
         more = len(rows) > size
         rows = rows[:size]
         # jsonb keeps no key order: decoding and encoding again restores Clair's field order.
@@ -106,36 +109,41 @@ class NotifierStore:
 
     async def notifications(self, notification_id: uuid.UUID) -> list[dict[str, Any]]:
         """The whole set in id order, as pages carry it: what direct deliverers send."""
-        rows = await self.pool.fetch(
-            "SELECT id, body FROM notification_body WHERE notification_id = $1 ORDER BY id",
-            notification_id,
-        )
+        with observed("notifications"):
+            rows = await self.pool.fetch(
+                "SELECT id, body FROM notification_body WHERE notification_id = $1 ORDER BY id",
+                notification_id,
+            )
         return [Notification.from_json({**r["body"], "id": str(r["id"])}).to_json() for r in rows]
 
     async def status(self, notification_id: uuid.UUID) -> Status | None:
-        value = await self.pool.fetchval(
-            "SELECT status::text FROM receipt WHERE notification_id = $1", notification_id
-        )
+        with observed("receipt"):
+            value = await self.pool.fetchval(
+                "SELECT status::text FROM receipt WHERE notification_id = $1", notification_id
+            )
         return None if value is None else cast(Status, value)
 
     async def set_status(self, notification_id: uuid.UUID, status: Status) -> bool:
         """False when the set has no receipt."""
-        done = await self.pool.fetchval(
-            "UPDATE receipt SET status = $2, ts = now() WHERE notification_id = $1 RETURNING true",
-            notification_id,
-            status,
-        )
+        with observed(_SET_STATUS.get(status, "setdelivered")):
+            done = await self.pool.fetchval(
+                "UPDATE receipt SET status = $2, ts = now() WHERE notification_id = $1"
+                " RETURNING true",
+                notification_id,
+                status,
+            )
         return bool(done)
 
     # -- delivery --------------------------------------------------------------------------
     async def pending(self) -> list[uuid.UUID]:
         """Sets due for delivery: created, or failed before and past their backoff (oldest
         first)."""
-        rows = await self.pool.fetch(
-            "SELECT notification_id FROM receipt WHERE status = ANY($1::receipt_status[])"
-            " AND (retry_at IS NULL OR retry_at <= now()) ORDER BY ts",
-            list(PENDING),
-        )
+        with observed("created"):
+            rows = await self.pool.fetch(
+                "SELECT notification_id FROM receipt WHERE status = ANY($1::receipt_status[])"
+                " AND (retry_at IS NULL OR retry_at <= now()) ORDER BY ts",
+                list(PENDING),
+            )
         return [r["notification_id"] for r in rows]
 
     async def delivery_failed(
@@ -143,6 +151,12 @@ class NotifierStore:
     ) -> None:
         """Marks a failed attempt; the next is due after `base` doubled per earlier failure,
         at most `cap`."""
+        with observed("setdeliveryfailed"):
+            await self._delivery_failed(notification_id, reason, base, cap)
+
+    async def _delivery_failed(
+        self, notification_id: uuid.UUID, reason: str, base: timedelta, cap: timedelta
+    ) -> None:
         await self.pool.execute(
             "UPDATE receipt SET status = 'delivery_failed', ts = now(),"
             " attempts = attempts + 1,"
@@ -167,10 +181,11 @@ class NotifierStore:
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", *_GC_LOCK):
                 return None
-            bodies = await conn.execute(
-                "DELETE FROM notification_body b USING receipt r"
-                " WHERE b.notification_id = r.notification_id AND r.status = 'deleted'"
-            )
+            with observed("deletenotifications", "deleteNotifications"):
+                bodies = await conn.execute(
+                    "DELETE FROM notification_body b USING receipt r"
+                    " WHERE b.notification_id = r.notification_id AND r.status = 'deleted'"
+                )
             receipts = await conn.execute(
                 "DELETE FROM notification n USING receipt r, notifier_update_operation o"
                 " WHERE n.id = r.notification_id AND o.uo_id = r.uo_id"
@@ -187,6 +202,14 @@ class NotifierStore:
                 " WHERE NOT EXISTS (SELECT 1 FROM receipt r WHERE r.uo_id = o.uo_id)"
             )
         return Garbage(_count(bodies), _count(receipts), _count(operations))
+
+
+# Which of Clair's receipt updates a status change is.
+_SET_STATUS = {
+    "delivered": "setdelivered",
+    "deleted": "setdeleted",
+    "delivery_failed": "setdeliveryfailed",
+}
 
 
 class _AlreadyReceipted(Exception):
