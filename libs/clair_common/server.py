@@ -57,7 +57,8 @@ def bind_socket(addr: str) -> socket.socket:
 
 
 class _HeaderTimedServer(TCPServer):
-    """Hypercorn's connection handler with a deadline on the first request's headers.
+    """Hypercorn's connection handler with a deadline on the first request's headers, that
+    lets go of connections their clients closed.
 
     Hypercorn's idle timer (`keep_alive_timeout`) runs from accept until a request starts and
     is not reset by partial header bytes, so a client trickling headers held a connection for
@@ -68,6 +69,12 @@ class _HeaderTimedServer(TCPServer):
         if isinstance(event, Updated) and not event.idle:
             self._clair_request_seen = True
         await super().protocol_send(event)
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # The client closed its end: Hypercorn would keep the socket (CLOSE-WAIT) until the
+        # idle timer ran out, up to `keep_alive_timeout`; end that timer now.
+        await self.idle_task.stop()
 
     async def _idle_timeout(self) -> None:
         header_timeout = getattr(self.config, "clair_header_timeout", None)

@@ -136,3 +136,29 @@ async def test_slow_headers_are_cut_off(server: ClairProcess) -> None:
     with socket.create_connection(address, timeout=5) as ok:
         ok.sendall(b"GET /indexer/api/v1/index_state HTTP/1.1\r\nHost: x\r\n\r\n")
         assert ok.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def close_wait_sockets(port: int) -> int:
+    """Server-side sockets on `port` whose client has closed (state 08 in /proc/net/tcp)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "08":
+                    count += 1
+    return count
+
+
+def test_closed_client_connections_are_released(server: ClairProcess) -> None:
+    """Keep-alive connections their clients closed are let go at once, not held (CLOSE-WAIT)
+    until the keep-alive timeout: under load they were descriptors growing round after round."""
+    address = _api_address(server)
+    for _ in range(20):
+        with socket.create_connection(address, timeout=5) as sock:
+            sock.sendall(b"GET /indexer/api/v1/index_state HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 5
+    while close_wait_sockets(address[1]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert close_wait_sockets(address[1]) == 0
