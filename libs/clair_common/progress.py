@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
+from clair_common.tls import client_connector
+
 T = TypeVar("T")
 
 
@@ -38,8 +40,8 @@ class _CountingHandler(ResponseHandler):
 
 
 def counting_session(counter: ByteCounter, **options: Any) -> aiohttp.ClientSession:
-    """A session whose connections add every received byte to `counter`."""
-    connector = aiohttp.TCPConnector()
+    """A `client_session` whose connections add every received byte to `counter`."""
+    connector = client_connector()
     # The connector builds each connection's protocol from this factory (aiohttp 3.x).
     connector._factory = functools.partial(  # type: ignore[assignment]
         _CountingHandler, counter, loop=asyncio.get_running_loop()

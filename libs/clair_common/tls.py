@@ -20,6 +20,8 @@ from typing import Any
 
 import aiohttp
 
+from clair_common.dns import DaemonThreadResolver
+
 __all__ = ["client_context", "client_session", "extra_ca_files", "new_client_context"]
 
 log = logging.getLogger("clair.tls")
@@ -87,7 +89,13 @@ def new_client_context(cafile: str | None = None) -> ssl.SSLContext:
     return _build(tuple(extra_ca_files()), cafile)
 
 
+def client_connector() -> aiohttp.TCPConnector:
+    """Connections that trust what `client_context` trusts, with names resolved on threads
+    that never hold up the process's exit (`clair_common.dns`)."""
+    return aiohttp.TCPConnector(ssl=client_context(), resolver=DaemonThreadResolver())
+
+
 def client_session(**kwargs: Any) -> aiohttp.ClientSession:
-    """An aiohttp session whose HTTPS connections trust what `client_context` trusts;
-    keyword arguments (timeout, headers, ...) go to `aiohttp.ClientSession`."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context()), **kwargs)
+    """An aiohttp session on `client_connector()`; keyword arguments (timeout, headers, ...)
+    go to `aiohttp.ClientSession`."""
+    return aiohttp.ClientSession(connector=client_connector(), **kwargs)

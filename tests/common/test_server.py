@@ -247,7 +247,7 @@ def test_sigterm_stops_the_server_cleanly(clair: ClairProcess) -> None:
     code, seconds = clair.stop()
     print(f"\nclair serve stopped in {seconds:.2f} s")
     assert code == 0, clair.stderr
-    assert seconds < 5
+    assert seconds < 3  # offline DNS lookups in flight held it 4.9 s (clair_common.dns)
     assert "Traceback" not in clair.stderr
 
 
