@@ -70,7 +70,16 @@ class DatabaseMonitor:
         while True:
             problem = None
             for dsn in self.dsns:
-                problem = await self._probe(dsn)
+                # The probe runs as a task of its own and is waited for with asyncio.wait, so
+                # cancelling this loop (at shutdown) is immediate even mid-connect, where
+                # asyncpg's own timeout handling can hold a cancellation back.
+                probe = asyncio.ensure_future(self._probe(dsn))
+                try:
+                    done, _ = await asyncio.wait({probe}, timeout=self.timeout + 1)
+                finally:
+                    if not probe.done():
+                        probe.cancel()
+                problem = probe.result() if done else f"no answer within {self.timeout:g}s"
                 if problem is not None:
                     break
             if problem is not None and self.up:
