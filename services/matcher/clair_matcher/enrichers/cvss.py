@@ -13,7 +13,6 @@ up together, and the report gets `{<vuln id>: [cvssData, ...]}` under Clair's me
 from __future__ import annotations
 
 import gzip
-import re
 import shutil
 import tempfile
 import zlib
@@ -29,6 +28,7 @@ import orjson
 
 from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
+from clair_matcher.enrichers.cvemap import enrich_by_cve
 from clair_matcher.updaters.base import (
     CHUNK,
     ConfigProblem,
@@ -47,7 +47,6 @@ MEDIA_TYPE = (
     " schema=https://csrc.nist.gov/schema/nvd/api/2.0/cve_api_json_2.0.schema"
 )
 # NVD's CVE id pattern, relaxed as Clair has it: any case, dashes or underscores.
-CVE_PATTERN = re.compile(r"(?i:cve)[-_][0-9]{4}[-_][0-9]{4,}")
 # Metric lists in order of preference; only NVD's own ("Primary") scores are kept.
 _METRICS = ("cvssMetricV31", "cvssMetricV30")
 
@@ -98,11 +97,6 @@ def cvss_record(item: Any, where: str) -> EnrichmentRecord | None:
             if isinstance(data, dict):
                 return EnrichmentRecord([cve["id"]], data)
     return None
-
-
-def cve_ids(*texts: str) -> list[str]:
-    """The distinct CVE ids in `texts`, sorted, spelled as found (Clair's tags)."""
-    return sorted({m for text in texts for m in CVE_PATTERN.findall(text)})
 
 
 def _config_year(config: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -196,21 +190,5 @@ class CvssEnricher(Enricher):
 
     # -- match time --------------------------------------------------------------------------
     async def enrich(self, lookup: EnrichmentLookup, report: VulnerabilityReport) -> list[Any]:
-        wanted: dict[str, list[str]] = {}
-        for vuln_id, vuln in report.vulnerabilities.items():
-            found = cve_ids(vuln.name, vuln.links)
-            if found:
-                wanted[vuln_id] = found
-        if not wanted:
-            return []
-        records = await lookup(self.name, sorted({t for tags in wanted.values() for t in tags}))
-        by_tag: dict[str, list[int]] = {}
-        for index, record in enumerate(records):
-            for tag in record.tags:
-                by_tag.setdefault(tag, []).append(index)
-        out: dict[str, list[Any]] = {}
-        for vuln_id, tags in wanted.items():
-            hits = sorted({i for tag in tags for i in by_tag.get(tag, ())})
-            if hits:
-                out[vuln_id] = [records[i].data for i in hits]
-        return [out] if out else []
+        # Clair's CVSS enricher reads names and links only, not descriptions.
+        return await enrich_by_cve(self.name, lookup, report, lambda v: (v.name, v.links))
