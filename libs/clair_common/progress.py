@@ -59,6 +59,9 @@ async def at_least(work: Awaitable[T], counter: ByteCounter, min_rate: float, wi
     `min_rate` of 0 or less (or `window` of 0) turns the check off.
     """
     task = asyncio.ensure_future(work)
+    # Cancelled from outside just as the work fails (shutdown during a failing DNS lookup), the
+    # task's error would have no reader and asyncio would log it as a traceback.
+    task.add_done_callback(_retrieve)
     if min_rate <= 0 or window <= 0:
         return await task
     floor = min_rate * window
@@ -79,3 +82,8 @@ async def at_least(work: Awaitable[T], counter: ByteCounter, min_rate: float, wi
     finally:
         if not task.done():
             task.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
