@@ -1,15 +1,29 @@
-"""Route declarations carrying the metadata the OpenAPI document is generated from."""
+"""Route declarations carrying the metadata the OpenAPI document is generated from.
+
+A service declares its routes once, at module level, as `ServiceOperation`s whose handlers take
+`(request, service)`; `bind` turns them into the `Operation`s of one service object.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Generic, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
+
+
+class Handler(Protocol[S_contra]):
+    """A module-level route handler over the service object that answers it."""
+
+    def __call__(self, request: Request, service: S_contra) -> Awaitable[Response]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +48,42 @@ class Operation:
     request_media_type: str = "application/json"
     responses: dict[int, Reply] = field(default_factory=dict)
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, json type, required)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOperation(Generic[S]):
+    """An `Operation` before it is bound to its service: `handler(request, service)` answers it."""
+
+    method: str
+    path: str
+    handler: Handler[S]
+    operation_id: str
+    summary: str
+    tag: str
+    request_schema: str | None = None
+    request_media_type: str = "application/json"
+    responses: dict[int, Reply] = field(default_factory=dict)
+    query: tuple[tuple[str, str, bool], ...] = ()
+
+    def bind(self, service: S) -> Operation:
+        return Operation(
+            self.method,
+            self.path,
+            # A partial, not a closure: Starlette sees through it to the handler function.
+            partial(self.handler, service=service),
+            self.operation_id,
+            self.summary,
+            self.tag,
+            self.request_schema,
+            self.request_media_type,
+            self.responses,
+            self.query,
+        )
+
+
+def bind(operations: Iterable[ServiceOperation[S]], service: S) -> list[Operation]:
+    """The operations answered by `service`."""
+    return [op.bind(service) for op in operations]
 
 
 def to_routes(operations: Sequence[Operation]) -> list[Route]:

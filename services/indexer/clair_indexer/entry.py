@@ -72,13 +72,14 @@ async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
         fetcher,
         default_scanners(cfg.scanner, airgap=bool(cfg.airgap)),
         layer_scan_concurrency=cfg.layer_scan_concurrency,
+        max_manifest_layers=cfg.max_manifest_layers,
     )
     await service.start()
     limit = cfg.index_report_request_concurrency
     middleware = [concurrency_middleware(limit if limit and limit > 0 else None)]
     return RunningIndexer(
         api=service,
-        operations=build_operations(service, max_manifest_layers=cfg.max_manifest_layers),
+        operations=build_operations(service),
         middleware=middleware,
         resources=[pool, locks, fetcher],
     )

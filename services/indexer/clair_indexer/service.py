@@ -86,8 +86,13 @@ class IndexerService:
         scanners: Sequence[Scanner],
         *,
         layer_scan_concurrency: int = 10,
+        max_manifest_layers: int | None = None,
     ) -> None:
         self.store = store
+        # None or below 1: no limit on the layers of a posted manifest.
+        self.max_manifest_layers = (
+            max_manifest_layers if max_manifest_layers and max_manifest_layers > 0 else None
+        )
         self.locks = locks
         self.fetcher = fetcher
         self.scanners = list(scanners)
