@@ -1,12 +1,15 @@
 """The metric families Clair's dashboards read, scraped from every mode.
 
 Names and label sets are facts from Clair's and claircore's source: `cmd/build.go`
-(`clair_cmd_version_info`) and claircore's `pkg/poolstats` (the nine `pgxpool_*` families,
-one `application_name` per pool: claircore names them libindex, libvuln and notifier).
+(`clair_cmd_version_info`), claircore's `pkg/poolstats` (the nine `pgxpool_*` families,
+one `application_name` per pool: claircore names them libindex, libvuln and notifier),
+`indexer/controller/checkmanifest.go` and `datastore/postgres/*.go` (the `claircore_indexer_*`
+families, Go's default buckets).
 """
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,6 +17,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.common.test_dropin_configs import keyword_form
+from tests.common.test_tracing import LAYER, layer_origin
+from tests.fixtures.images import sha256_digest
 from tests.fixtures.server import ClairProcess, clair_server, wait_ready
 
 VERSION_INFO = {
@@ -41,12 +46,47 @@ POOLS = {
 }
 
 
-# claircore's AffectedManifests families (datastore/postgres/affectedmanifest.go), in the
-# processes that serve the indexer; labelled `query`, so only their family lines until used.
-AFFECTED_FAMILIES = {
-    "claircore_indexer_affectedmanifests",
-    "claircore_indexer_affectedmanifests_duration_seconds",
+# claircore's indexer store families (datastore/postgres/*.go): `<method>_total` counters
+# (the family name drops `_total`) and `<method>_duration_seconds` histograms, labelled
+# `query`; DeleteManifests' also `success`. SetIndexFinished's counter is spelled
+# `setindexedfinished_total`. Families without samples show only their HELP and TYPE lines.
+_INDEXER_METHODS = (
+    "affectedmanifests",
+    "deletemanifests",
+    "distributionbylayer",
+    "filesbylayer",
+    "indexdistributions",
+    "indexfiles",
+    "indexmanifest",
+    "indexpackage",
+    "indexreport",
+    "indexrepositories",
+    "layerscanned",
+    "manifestscanned",
+    "packagesbylayer",
+    "persistmanifest",
+    "protorecord",
+    "registerscanners",
+    "repositoriesbylayer",
+    "setindexfinished",
+    "setindexreport",
+    "setlayerscanned",
+)
+INDEXER_LABELS = {
+    **{
+        f"claircore_indexer_{m}": {"query"}
+        for m in _INDEXER_METHODS
+        if m not in ("setindexfinished", "deletemanifests")
+    },
+    **{f"claircore_indexer_{m}_duration_seconds": {"query"} for m in _INDEXER_METHODS},
+    "claircore_indexer_setindexedfinished": {"query"},
+    "claircore_indexer_deletemanifests": {"query", "success"},
+    "claircore_indexer_deletemanifests_duration_seconds": {"query", "success"},
+    # indexer/controller/checkmanifest.go, a counter named without `_total`.
+    "claircore_indexer_scanned_manifests": {"scanned_before"},
 }
+# Go's prometheus.DefBuckets: claircore's histograms set none.
+GO_BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0"]
 
 
 # Clair's notifier store families (notifier/postgres/*.go), in processes running the notifier.
@@ -67,8 +107,9 @@ NOTIFIER_FAMILIES = {
 
 
 def scrape(
-    server: ClairProcess, families: set[str] | None = None
+    server: ClairProcess, families: set[str] | None = None, by_family: bool = False
 ) -> dict[str, list[dict[str, str]]]:
+    """Label sets of each sample, keyed by sample name (or by family name)."""
     with urllib.request.urlopen(server.introspection + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     samples: dict[str, list[dict[str, str]]] = {}
@@ -76,8 +117,62 @@ def scrape(
         if families is not None:
             families.add(family.name)
         for sample in family.samples:
-            samples.setdefault(sample.name, []).append(dict(sample.labels))
+            key = family.name if by_family else sample.name
+            samples.setdefault(key, []).append(dict(sample.labels))
     return samples
+
+
+def index_twice_and_delete(server: ClairProcess, digest: str, layer_url: str) -> None:
+    """What an indexer's store does for a client: index, re-index, read, delete."""
+    layers = [{"hash": sha256_digest(LAYER), "uri": layer_url, "headers": {}}]
+    body = json.dumps({"hash": digest, "layers": layers}).encode()
+    api = f"{server.api}/indexer/api/v1/index_report"
+    for _ in range(2):
+        post = urllib.request.Request(
+            api, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(post, timeout=60) as resp:
+            assert resp.status in (200, 201)
+    with urllib.request.urlopen(f"{api}/{digest}", timeout=30) as resp:
+        assert resp.status == 200
+    delete = urllib.request.Request(f"{api}/{digest}", method="DELETE")
+    with urllib.request.urlopen(delete, timeout=30) as resp:
+        assert resp.status == 204
+
+
+def check_indexer_families(mode: str, families: set[str], server: ClairProcess) -> None:
+    assert families >= set(INDEXER_LABELS), (mode, sorted(set(INDEXER_LABELS) - families))
+    by_family = scrape(server, by_family=True)
+    for name, labels in INDEXER_LABELS.items():
+        for sample in by_family.get(name, []):
+            le = sample.pop("le", None)
+            assert set(sample) == labels, (mode, name, sample)
+            assert le is None or le in (*GO_BUCKETS, "+Inf"), (mode, name, le)
+    # What the requests above must have counted, by claircore's query labels.
+    used = {
+        (name, tuple(sorted(s.items())))
+        for name, found in by_family.items()
+        if name.startswith("claircore_indexer_")
+        for s in found
+    }
+    expected: tuple[tuple[str, dict[str, str]], ...] = (
+        ("claircore_indexer_scanned_manifests", {"scanned_before": "false"}),
+        ("claircore_indexer_scanned_manifests", {"scanned_before": "true"}),
+        ("claircore_indexer_persistmanifest", {"query": "insertManifestLayer"}),
+        ("claircore_indexer_layerscanned", {"query": "selectScanned"}),
+        ("claircore_indexer_manifestscanned", {"query": "selectScanned"}),
+        ("claircore_indexer_distributionbylayer", {"query": "query"}),
+        ("claircore_indexer_setindexedfinished", {"query": "upsertIndexReport"}),
+        ("claircore_indexer_indexreport", {"query": "query"}),
+        ("claircore_indexer_deletemanifests", {"query": "deleteManifest", "success": "true"}),
+    )
+    if mode == "combo":  # the first to see the layer scans and stores it
+        expected += (
+            ("claircore_indexer_indexdistributions", {"query": "insertWith_batch"}),
+            ("claircore_indexer_setlayerscanned", {"query": "query"}),
+        )
+    for name, values in expected:
+        assert (name, tuple(sorted(values.items()))) in used, (mode, name, values)
 
 
 def test_every_mode_exposes_clairs_families(pg_dsn_sync: str, tmp_path: Path) -> None:
@@ -93,18 +188,23 @@ def test_every_mode_exposes_clairs_families(pg_dsn_sync: str, tmp_path: Path) ->
         **{f"CLAIR_{s}__CONNSTRING": database for s in ("INDEXER", "MATCHER", "NOTIFIER")},
     }
     with ExitStack() as stack:
+        layer_url = stack.enter_context(layer_origin())
         servers = {
             mode: stack.enter_context(clair_server(tmp_path, mode=mode, env=env, name=mode))
             for mode in POOLS
         }
         for mode, server in servers.items():
             wait_ready(server, timeout=90)
+            if mode in ("combo", "indexer"):
+                index_twice_and_delete(
+                    server, "sha256:" + ("cd" if mode == "combo" else "ef") * 32, layer_url
+                )
             families: set[str] = set()
             samples = scrape(server, families)
             if mode in ("combo", "notifier"):
                 assert families >= NOTIFIER_FAMILIES, (mode, sorted(families))
             if mode in ("combo", "indexer"):
-                assert families >= AFFECTED_FAMILIES, (mode, sorted(families))
+                check_indexer_families(mode, families, server)
             for name, labels in {**VERSION_INFO, **POOL_SAMPLES}.items():
                 assert name in samples, f"{mode}: {name} missing"
                 assert all(set(s) == labels for s in samples[name]), (mode, name, samples[name])

@@ -11,13 +11,11 @@ the records found vulnerable, so a package in ten thousand manifests is judged o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
-from prometheus_client import Counter, Histogram
 
 from clair_common.models import (
     AffectedManifests,
@@ -33,6 +31,7 @@ from clair_common.vulnerable import (
     default_matchers,
     severity_sorted,
 )
+from clair_indexer.store_metrics import STORE
 
 if TYPE_CHECKING:
     from clair_indexer.store import IndexerStore
@@ -160,33 +159,12 @@ def _columns(queries: Sequence[_Query]) -> list[list[object]]:
     return [[row[col] for row in rows] for col in range(3 + len(_EQUALITIES))]
 
 
-# claircore's AffectedManifests families; the query labels name claircore's two queries whose
-# work ours do (packages named by the vulnerabilities, then the manifests holding them).
-AFFECTED_TOTAL = Counter(
-    "claircore_indexer_affectedmanifests",
-    "Total number of database queries issued in the AffectedManifests method.",
-    ["query"],
-)
-AFFECTED_DURATION = Histogram(
-    "claircore_indexer_affectedmanifests_duration_seconds",
-    "Duration of all queries issued in the AffectedManifests method.",
-    ["query"],
-)
-
-
-@contextmanager
-def _observed(query: str) -> Iterator[None]:
-    AFFECTED_TOTAL.labels(query).inc()
-    with AFFECTED_DURATION.labels(query).time():
-        yield
-
-
 async def _affected_batch(
     conn: asyncpg.Connection, queries: Sequence[_Query]
 ) -> dict[str, dict[str, None]]:
     """Manifest digest → ids of the batch's vulnerabilities affecting it (ordered set)."""
     found: dict[tuple[int, int, int], dict[str, None]] = {}  # (pkg, dist, repo) → vuln ids
-    with _observed("vulnerabilityToPackages"):
+    with STORE.observed("affectedmanifests", "vulnerabilityToPackages"):
         candidates = await conn.fetch(CANDIDATES_SQL, *_columns(queries))
     for row in candidates:
         query = queries[row["i"]]
@@ -198,7 +176,7 @@ async def _affected_batch(
         return {}
     triples = list(found)
     out: dict[str, dict[str, None]] = {}
-    with _observed("selectAffected"):
+    with STORE.observed("affectedmanifests", "selectAffected"):
         rows = await conn.fetch(
             MANIFESTS_SQL,
             [t[0] for t in triples],

@@ -31,6 +31,7 @@ from clair_indexer.layer import LayerFormatError, read_layer
 from clair_indexer.scanners import Scanner, detector
 from clair_indexer.scanners.base import probe_chain
 from clair_indexer.store import IndexerStore, ScannerRow, ScanOutput
+from clair_indexer.store_metrics import SCANNED_MANIFESTS
 
 log = logging.getLogger("clair.indexer")
 
@@ -130,10 +131,12 @@ class IndexerService:
         """The finished report's JSON; re-POSTs of an indexed manifest are one small query."""
         done = await self._finished(manifest.hash)
         if done is not None:
+            SCANNED_MANIFESTS.inc("true")
             return done
         async with self.locks.hold(f"manifest:{manifest.hash}"):
             # Another task or replica may have finished it while we waited for the lock.
             done = await self._finished(manifest.hash)
+            SCANNED_MANIFESTS.inc("false" if done is None else "true")
             if done is not None:
                 return done
             report = await self._run(manifest)

@@ -17,6 +17,7 @@ from clair_common.models import (
     Repository,
 )
 from clair_common.telemetry import traced
+from clair_indexer.store_metrics import STORE
 
 
 @dataclass(slots=True)
@@ -54,7 +55,8 @@ class _InternedRows:
     the (row, scanner, layer) link recorded.
     """
 
-    def __init__(self, table: str, columns: Sequence[str]) -> None:
+    def __init__(self, table: str, columns: Sequence[str], method: str) -> None:
+        self.method = method  # claircore's store method doing this work
         placeholders = ",".join(f"${i}" for i in range(1, len(columns) + 1))
         self.insert = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
@@ -71,13 +73,15 @@ class _InternedRows:
     async def store(
         self, conn: asyncpg.Connection, values: Sequence[str], layer_id: int, scanner_id: int
     ) -> None:
-        await conn.execute(self.insert, *values)
-        row_id = await conn.fetchval(self.select_id, *values)
-        await conn.execute(self.link, row_id, scanner_id, layer_id)
+        with STORE.observed(self.method, "insert_batch"):
+            await conn.execute(self.insert, *values)
+            row_id = await conn.fetchval(self.select_id, *values)
+        with STORE.observed(self.method, "insertWith_batch"):
+            await conn.execute(self.link, row_id, scanner_id, layer_id)
 
 
-_DIST_ROWS = _InternedRows("dist", DISTRIBUTION_FIELDS[1:])
-_REPO_ROWS = _InternedRows("repo", ("name", "key", "uri", "cpe"))
+_DIST_ROWS = _InternedRows("dist", DISTRIBUTION_FIELDS[1:], "indexdistributions")
+_REPO_ROWS = _InternedRows("repo", ("name", "key", "uri", "cpe"), "indexrepositories")
 
 
 class IndexerStore:
@@ -86,22 +90,26 @@ class IndexerStore:
 
     async def register_scanners(self, scanners: Sequence[ScannerRow]) -> list[int]:
         async with self.pool.acquire() as conn:
-            await conn.executemany(
-                "INSERT INTO scanner (name, version, kind) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING",
-                [(s.name, s.version, s.kind) for s in scanners],
-            )
-            rows = await conn.fetch(
-                "SELECT s.id, s.name, s.version, s.kind FROM scanner s"
-                " JOIN unnest($1::text[], $2::text[], $3::text[]) AS i(name, version, kind)"
-                " USING (name, version, kind)",
-                [s.name for s in scanners],
-                [s.version for s in scanners],
-                [s.kind for s in scanners],
-            )
+            with STORE.observed("registerscanners", "insert"):
+                await conn.executemany(
+                    "INSERT INTO scanner (name, version, kind) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING",
+                    [(s.name, s.version, s.kind) for s in scanners],
+                )
+            with STORE.observed("registerscanners", "exists"):
+                rows = await conn.fetch(
+                    "SELECT s.id, s.name, s.version, s.kind FROM scanner s"
+                    " JOIN unnest($1::text[], $2::text[], $3::text[]) AS i(name, version, kind)"
+                    " USING (name, version, kind)",
+                    [s.name for s in scanners],
+                    [s.version for s in scanners],
+                    [s.kind for s in scanners],
+                )
         ids = {(r["name"], r["version"], r["kind"]): r["id"] for r in rows}
         return [ids[(s.name, s.version, s.kind)] for s in scanners]
 
+    # One query answers claircore's ManifestScanned and, when it did, IndexReport.
+    @STORE.timed("manifestscanned", "selectScanned")
     async def finished_report(
         self, digest: str, scanner_ids: Sequence[int], known_version: int | None = None
     ) -> tuple[int, bytes | None] | None:
@@ -126,6 +134,7 @@ class IndexerStore:
         body = row["body"]
         return int(row["version"]), body.encode() if body is not None else None
 
+    @STORE.timed("indexreport")
     async def report_json(self, digest: str) -> bytes | None:
         row = await self.pool.fetchval(
             "SELECT ir.scan_result::text FROM manifest m"
@@ -139,26 +148,30 @@ class IndexerStore:
     ) -> tuple[int, list[int]]:
         """Upserts the manifest and its ordered layers; returns their ids."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO manifest (hash) VALUES ($1) ON CONFLICT DO NOTHING", digest
-            )
-            manifest_id = await conn.fetchval("SELECT id FROM manifest WHERE hash = $1", digest)
-            await conn.execute(
-                "INSERT INTO layer (hash) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                list(layer_digests),
-            )
-            rows = await conn.fetch(
-                "SELECT id, hash FROM layer WHERE hash = ANY($1::text[])", list(layer_digests)
-            )
+            with STORE.observed("persistmanifest", "insertManifest"):
+                await conn.execute(
+                    "INSERT INTO manifest (hash) VALUES ($1) ON CONFLICT DO NOTHING", digest
+                )
+                manifest_id = await conn.fetchval("SELECT id FROM manifest WHERE hash = $1", digest)
+            with STORE.observed("persistmanifest", "insertLayer"):
+                await conn.execute(
+                    "INSERT INTO layer (hash) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                    list(layer_digests),
+                )
+                rows = await conn.fetch(
+                    "SELECT id, hash FROM layer WHERE hash = ANY($1::text[])", list(layer_digests)
+                )
             by_hash = {r["hash"]: r["id"] for r in rows}
             layer_ids = [by_hash[d] for d in layer_digests]
-            await conn.execute("DELETE FROM manifest_layer WHERE manifest_id = $1", manifest_id)
-            await conn.executemany(
-                "INSERT INTO manifest_layer (manifest_id, layer_id, i) VALUES ($1, $2, $3)",
-                [(manifest_id, lid, i) for i, lid in enumerate(layer_ids)],
-            )
+            with STORE.observed("persistmanifest", "insertManifestLayer"):
+                await conn.execute("DELETE FROM manifest_layer WHERE manifest_id = $1", manifest_id)
+                await conn.executemany(
+                    "INSERT INTO manifest_layer (manifest_id, layer_id, i) VALUES ($1, $2, $3)",
+                    [(manifest_id, lid, i) for i, lid in enumerate(layer_ids)],
+                )
         return int(manifest_id), layer_ids
 
+    @STORE.timed("layerscanned", "selectScanned")
     async def scanned_layers(
         self, layer_ids: Sequence[int], scanner_ids: Sequence[int]
     ) -> set[tuple[int, int]]:
@@ -187,25 +200,27 @@ class IndexerStore:
                 await self._store_packages(conn, layer_id, out)
                 await self._store_dists(conn, layer_id, out)
                 await self._store_repos(conn, layer_id, out)
-            if whiteouts is not None:
+            if whiteouts is not None:  # claircore's whiteout file scanner
                 paths, opaque = whiteouts
-                await conn.execute(
-                    "INSERT INTO layer_whiteout (layer_id, path, opaque)"
-                    " SELECT $1, p, o FROM unnest($2::text[], $3::bool[]) AS t(p, o)"
-                    " ON CONFLICT DO NOTHING",
-                    layer_id,
-                    [*paths, *opaque],
-                    [False] * len(paths) + [True] * len(opaque),
-                )
+                with STORE.observed("indexfiles", "insertWith_batch"):
+                    await conn.execute(
+                        "INSERT INTO layer_whiteout (layer_id, path, opaque)"
+                        " SELECT $1, p, o FROM unnest($2::text[], $3::bool[]) AS t(p, o)"
+                        " ON CONFLICT DO NOTHING",
+                        layer_id,
+                        [*paths, *opaque],
+                        [False] * len(paths) + [True] * len(opaque),
+                    )
             scanner_ids = [o.scanner_id for o in outputs]
             if whiteout_scanner_id is not None:
                 scanner_ids.append(whiteout_scanner_id)
-            await conn.execute(
-                "INSERT INTO scanned_layer (layer_id, scanner_id)"
-                " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
-                layer_id,
-                scanner_ids,
-            )
+            with STORE.observed("setlayerscanned"):
+                await conn.execute(
+                    "INSERT INTO scanned_layer (layer_id, scanner_id)"
+                    " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                    layer_id,
+                    scanner_ids,
+                )
 
     @staticmethod
     async def _package_ids(conn: asyncpg.Connection, pkgs: Sequence[Package]) -> list[int]:
@@ -245,8 +260,9 @@ class IndexerStore:
         if not out.packages:
             return
         sources = [p.source for p in out.packages if p.source is not None]
-        ids = await self._package_ids(conn, list(out.packages))
-        source_ids = iter(await self._package_ids(conn, sources))
+        with STORE.observed("indexpackage", "insert_batch"):
+            ids = await self._package_ids(conn, list(out.packages))
+            source_ids = iter(await self._package_ids(conn, sources))
         records = []
         for pkg, pid in zip(out.packages, ids, strict=True):
             sid = next(source_ids) if pkg.source is not None else None
@@ -262,12 +278,13 @@ class IndexerStore:
                     pkg.cpe,
                 )
             )
-        await conn.executemany(
-            "INSERT INTO package_scanartifact (layer_id, package_id, source_id, scanner_id,"
-            " package_db, repository_hint, filepath, cpe) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
-            " ON CONFLICT DO NOTHING",
-            records,
-        )
+        with STORE.observed("indexpackage", "insertWith_batch"):
+            await conn.executemany(
+                "INSERT INTO package_scanartifact (layer_id, package_id, source_id, scanner_id,"
+                " package_db, repository_hint, filepath, cpe) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+                " ON CONFLICT DO NOTHING",
+                records,
+            )
 
     async def _store_dists(self, conn: asyncpg.Connection, layer_id: int, out: ScanOutput) -> None:
         for d in out.distributions:
@@ -284,17 +301,19 @@ class IndexerStore:
         out = {lid: LayerArtifacts() for lid in layer_ids}
         ids, sids = list(layer_ids), list(scanner_ids)
         async with self.pool.acquire() as conn:
-            for r in await conn.fetch(
-                "SELECT a.layer_id, a.scanner_id, a.package_db, a.repository_hint, a.filepath,"
-                " a.cpe, p.id, p.name, p.version, p.kind, p.module, p.arch, p.norm_kind,"
-                " p.norm_version, s.id AS sid, s.name AS sname, s.version AS sversion,"
-                " s.kind AS skind, s.module AS smodule, s.arch AS sarch"
-                " FROM package_scanartifact a JOIN package p ON p.id = a.package_id"
-                " LEFT JOIN package s ON s.id = a.source_id"
-                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
-                ids,
-                sids,
-            ):
+            with STORE.observed("packagesbylayer"):
+                rows = await conn.fetch(
+                    "SELECT a.layer_id, a.scanner_id, a.package_db, a.repository_hint, a.filepath,"
+                    " a.cpe, p.id, p.name, p.version, p.kind, p.module, p.arch, p.norm_kind,"
+                    " p.norm_version, s.id AS sid, s.name AS sname, s.version AS sversion,"
+                    " s.kind AS skind, s.module AS smodule, s.arch AS sarch"
+                    " FROM package_scanartifact a JOIN package p ON p.id = a.package_id"
+                    " LEFT JOIN package s ON s.id = a.source_id"
+                    " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                    ids,
+                    sids,
+                )
+            for r in rows:
                 source = None
                 if r["sid"] is not None:
                     source = Package(
@@ -322,37 +341,44 @@ class IndexerStore:
                     filepath=r["filepath"],
                 )
                 out[r["layer_id"]].packages.append((scanner_ids[r["scanner_id"]], pkg))
-            for r in await conn.fetch(
-                "SELECT a.layer_id, a.scanner_id, d.* FROM dist_scanartifact a"
-                " JOIN dist d ON d.id = a.dist_id"
-                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
-                ids,
-                sids,
-            ):
+            with STORE.observed("distributionbylayer"):
+                rows = await conn.fetch(
+                    "SELECT a.layer_id, a.scanner_id, d.* FROM dist_scanartifact a"
+                    " JOIN dist d ON d.id = a.dist_id"
+                    " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                    ids,
+                    sids,
+                )
+            for r in rows:
                 dist = Distribution.from_json(
                     {k: v for k, v in r.items() if k not in ("layer_id", "scanner_id")}
                 )
                 out[r["layer_id"]].distributions.append((scanner_ids[r["scanner_id"]], dist))
-            for r in await conn.fetch(
-                "SELECT a.layer_id, a.scanner_id, p.* FROM repo_scanartifact a"
-                " JOIN repo p ON p.id = a.repo_id"
-                " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
-                ids,
-                sids,
-            ):
+            with STORE.observed("repositoriesbylayer"):
+                rows = await conn.fetch(
+                    "SELECT a.layer_id, a.scanner_id, p.* FROM repo_scanartifact a"
+                    " JOIN repo p ON p.id = a.repo_id"
+                    " WHERE a.layer_id = ANY($1::bigint[]) AND a.scanner_id = ANY($2::bigint[])",
+                    ids,
+                    sids,
+                )
+            for r in rows:
                 repo = Repository(str(r["id"]), r["name"], r["key"], r["uri"], r["cpe"])
                 out[r["layer_id"]].repositories.append((scanner_ids[r["scanner_id"]], repo))
-            for r in await conn.fetch(
-                "SELECT layer_id, path, opaque FROM layer_whiteout"
-                " WHERE layer_id = ANY($1::bigint[])",
-                ids,
-            ):
+            with STORE.observed("filesbylayer"):
+                rows = await conn.fetch(
+                    "SELECT layer_id, path, opaque FROM layer_whiteout"
+                    " WHERE layer_id = ANY($1::bigint[])",
+                    ids,
+                )
+            for r in rows:
                 target = (
                     out[r["layer_id"]].opaque_dirs if r["opaque"] else out[r["layer_id"]].whiteouts
                 )
                 target.add(r["path"])
         return out
 
+    @STORE.timed("setindexreport")
     async def set_report(self, manifest_id: int, report: IndexReport) -> None:
         await self.pool.execute(
             "INSERT INTO indexreport (manifest_id, state, scan_result) VALUES ($1, $2, $3)"
@@ -373,31 +399,34 @@ class IndexerStore:
     ) -> None:
         """Writes the manifest index, the final report and scanned_manifest atomically."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM manifest_index WHERE manifest_id = $1", manifest_id)
-            if index_rows:
+            with STORE.observed("indexmanifest", "query_batch"):
+                await conn.execute("DELETE FROM manifest_index WHERE manifest_id = $1", manifest_id)
+                if index_rows:
+                    await conn.execute(
+                        "INSERT INTO manifest_index (package_id, dist_id, repo_id, manifest_id)"
+                        " SELECT DISTINCT p, d, r, $4::bigint FROM unnest($1::bigint[],"
+                        " $2::bigint[], $3::bigint[]) AS t(p, d, r) ON CONFLICT DO NOTHING",
+                        [r[0] for r in index_rows],
+                        [r[1] for r in index_rows],
+                        [r[2] for r in index_rows],
+                        manifest_id,
+                    )
+            with STORE.observed("setindexfinished", "upsertIndexReport"):
                 await conn.execute(
-                    "INSERT INTO manifest_index (package_id, dist_id, repo_id, manifest_id)"
-                    " SELECT DISTINCT p, d, r, $4::bigint FROM unnest($1::bigint[], $2::bigint[],"
-                    " $3::bigint[]) AS t(p, d, r) ON CONFLICT DO NOTHING",
-                    [r[0] for r in index_rows],
-                    [r[1] for r in index_rows],
-                    [r[2] for r in index_rows],
+                    "INSERT INTO indexreport (manifest_id, state, scan_result) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (manifest_id) DO UPDATE SET state = EXCLUDED.state,"
+                    " scan_result = EXCLUDED.scan_result",
                     manifest_id,
+                    report.state,
+                    report.to_json(),
                 )
-            await conn.execute(
-                "INSERT INTO indexreport (manifest_id, state, scan_result) VALUES ($1, $2, $3)"
-                " ON CONFLICT (manifest_id) DO UPDATE SET state = EXCLUDED.state,"
-                " scan_result = EXCLUDED.scan_result",
-                manifest_id,
-                report.state,
-                report.to_json(),
-            )
-            await conn.execute(
-                "INSERT INTO scanned_manifest (manifest_id, scanner_id)"
-                " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
-                manifest_id,
-                list(scanner_ids),
-            )
+            with STORE.observed("setindexfinished", "insertManifestScanned"):
+                await conn.execute(
+                    "INSERT INTO scanned_manifest (manifest_id, scanner_id)"
+                    " SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                    manifest_id,
+                    list(scanner_ids),
+                )
 
     async def delete_manifest(self, digest: str) -> bool:
         """Deletes unless another task holds the manifest; Clair's try-lock semantics."""
@@ -408,9 +437,10 @@ class IndexerStore:
                 "SELECT pg_try_advisory_xact_lock($1)", lock_key(f"manifest:{digest}")
             ):
                 return False
-            deleted = await conn.fetchval(
-                "DELETE FROM manifest WHERE hash = $1 RETURNING id", digest
-            )
+            with STORE.observed("deletemanifests", "deleteManifest"):
+                deleted = await conn.fetchval(
+                    "DELETE FROM manifest WHERE hash = $1 RETURNING id", digest
+                )
         return deleted is not None
 
     async def affected_rows(self, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from clair_common.query_metrics import QueryFamily, QueryMetrics
 
 __all__ = ["observed"]
 
@@ -25,27 +25,21 @@ _METHODS = {
     "setdeleted": "setDeleted",
     "deletenotifications": "deleteNotifications",
 }
-_COUNTERS = {
-    method: Counter(
-        f"clair_notifier_{method}",
-        f"Total number of database queries issued in the {spelled} method.",
-        ["query"],
-    )
-    for method, spelled in _METHODS.items()
-}
-_DURATIONS = {
-    method: Histogram(
-        f"clair_notifier_{method}_duration_seconds",
-        f"The duration of all queries issued in the {spelled} method",
-        ["query"],
-    )
-    for method, spelled in _METHODS.items()
-}
+_STORE = QueryMetrics(
+    {
+        method: QueryFamily(
+            f"clair_notifier_{method}",
+            f"clair_notifier_{method}_duration_seconds",
+            f"Total number of database queries issued in the {spelled} method.",
+            f"The duration of all queries issued in the {spelled} method",
+        )
+        for method, spelled in _METHODS.items()
+    }
+)
 
 
 @contextmanager
 def observed(method: str, query: str = "query") -> Iterator[None]:
     """Count and time one query under Clair's `method` family."""
-    _COUNTERS[method].labels(query).inc()
-    with _DURATIONS[method].labels(query).time():
+    with _STORE.observed(method, query):
         yield
