@@ -56,11 +56,12 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
         MatcherStore(pool),
         matchers,
         enrichers=() if cfg.disable_enrichment else None,
+        indexer=ctx.indexer,
+        cache_age=int(cfg.cache_age.total_seconds()),
         report_cache_bytes=cfg.report_cache_bytes,
         candidate_cache_rows=cfg.candidate_cache_rows,
     )
     await service.start()
-    cache_age = int(cfg.cache_age.total_seconds())
     locks = AdvisoryLocks(ctx.dsn)
     scheduler = UpdateScheduler.from_config(ctx.config, pool, locks, on_update=service.refs_changed)
     # In matcher mode the indexer is an HTTP client made for this service alone: ours to close
@@ -68,7 +69,7 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     peer = [ctx.indexer] if isinstance(ctx.indexer, RemoteIndexer) else []
     return RunningMatcher(
         api=service,
-        operations=build_operations(service, ctx.indexer, cache_age),
+        operations=build_operations(service),
         resources=[*peer, pool, service, locks, scheduler],  # closed in reverse: scheduler first
         scheduler=scheduler,
     )

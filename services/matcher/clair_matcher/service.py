@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from clair_common.cache import BoundedCache
+from clair_common.clients import Indexer
 from clair_common.config.models import (
     DEFAULT_CANDIDATE_CACHE_ROWS,
     DEFAULT_REPORT_CACHE_BYTES,
@@ -37,6 +39,16 @@ from clair_matcher.store import MatcherStore
 
 class ReportNotFinished(LookupError):
     """The index report exists but is not finished: there is nothing to match yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInputs:
+    """What a vulnerability report is made of, read before matching; `etag` names it all (see
+    `MatcherService.report_etag`), so a conditional request costs no match."""
+
+    etag: str
+    index_json: bytes  # the index report as the indexer stored it
+    refs: list[tuple[str, str, str]]  # `MatcherService.latest_refs()`, read before matching
 
 
 class ReportCache:
@@ -97,10 +109,16 @@ class MatcherService:
         matchers: Sequence[Matcher] | None = None,
         enrichers: Sequence[Enricher] | None = None,
         *,
+        indexer: Indexer | None = None,
+        cache_age: int = 0,
         report_cache_bytes: int = DEFAULT_REPORT_CACHE_BYTES,
         candidate_cache_rows: int = DEFAULT_CANDIDATE_CACHE_ROWS,
     ) -> None:
         self.store = store
+        # Where index reports come from: the indexer service itself in combo mode, its client
+        # otherwise. None only where no report is asked for (tests, tools).
+        self.indexer = indexer
+        self.cache_age = cache_age  # seconds clients may keep a report (matcher.cache_age)
         # 0 disables it (matcher.report_cache_bytes): every report is matched.
         self.report_cache = ReportCache(report_cache_bytes) if report_cache_bytes > 0 else None
         # 0 disables it (matcher.candidate_cache_rows): every key is queried.
@@ -148,23 +166,36 @@ class MatcherService:
             out.enrichments = await enrich_report(self.store.pool, out, enrichers)
         return out
 
-    async def report_json(
-        self, index_json: bytes, etag: str, refs: Sequence[tuple[str, str, str]]
-    ) -> bytes:
-        """The serialized vulnerability report under `etag`, matched only if not cached;
-        raises ReportNotFinished for an index report that is not (or not yet) finished.
+    async def report_inputs(self, digest: str) -> ReportInputs | None:
+        """The inputs of the manifest's vulnerability report and their tag; None when the
+        indexer holds no report for it."""
+        if self.indexer is None:
+            raise RuntimeError("matcher: no indexer to read index reports from")
+        # The update refs are read before matching: see `report_etag`.
+        index_json, index_state, refs = await asyncio.gather(
+            self.indexer.index_report_json(digest), self.indexer.state(), self.latest_refs()
+        )
+        if index_json is None:
+            return None
+        return ReportInputs(
+            self.report_etag(digest, index_state, refs, index_json), index_json, refs
+        )
 
-        `index_json` is the stored index report; `etag` and `refs` are `report_etag`'s
-        tag and the refs it was computed from. The body is cached only if those refs were
-        still the newest once matching finished, so a report matched against newer data (which
-        the next request corrects) never stays in the cache under the older tag, where a
-        deleted operation could make it current again.
+    async def report_json(self, inputs: ReportInputs) -> bytes:
+        """The serialized vulnerability report, matched only if not cached; raises
+        ReportNotFinished for an index report that is not (or not yet) finished.
+
+        The body is cached only if the refs it was matched against were still the newest once
+        matching finished, so a report matched against newer data (which the next request
+        corrects) never stays in the cache under the older tag, where a deleted operation could
+        make it current again.
         """
+        etag, refs = inputs.etag, inputs.refs
         cache = self.report_cache
         body = cache.get(etag) if cache is not None else None
         if body is not None:
             return body
-        index_doc = orjson.loads(index_json)
+        index_doc = orjson.loads(inputs.index_json)
         if index_doc.get("state") != IndexState.FINISHED:
             raise ReportNotFinished(index_doc.get("manifest_hash", ""))
         report = IndexReport.from_json(index_doc)
@@ -173,18 +204,13 @@ class MatcherService:
             cache.put(etag, body)
         return body
 
-    async def report_body(
-        self,
-        index_json: bytes,
-        etag: str,
-        refs: Sequence[tuple[str, str, str]],
-        encoding: str | None,
-    ) -> tuple[bytes, bool]:
+    async def report_body(self, inputs: ReportInputs, encoding: str | None) -> tuple[bytes, bool]:
         """`report_json`'s body compressed with `encoding` (None: identity), and whether it is.
 
         Polling clients ask for the same report again and again: it is compressed once.
         """
-        body = await self.report_json(index_json, etag, refs)
+        etag = inputs.etag
+        body = await self.report_json(inputs)
         if encoding is None or len(body) < MIN_SIZE:
             return body, False
         cache = self.report_cache
