@@ -16,8 +16,7 @@ from clair_common.http.limit import ConcurrencyLimitMiddleware
 from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
 from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
-from clair_indexer.fetch import LayerFetcher
-from clair_indexer.fetch_policy import FetchPolicy
+from clair_indexer.fetch import FetchPolicy, LayerFetcher
 from clair_indexer.scanners import default_scanners
 from clair_indexer.service import IndexerService
 from clair_indexer.store import IndexerStore
