@@ -13,6 +13,7 @@ import asyncpg
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clair_common.db.pool import DatabaseUnavailable, connect
+from clair_common.errors import one_line
 from clair_common.http.errors import error_response
 
 log = logging.getLogger("clair.db")
@@ -99,7 +100,7 @@ class DatabaseMonitor:
                 conn = None
             return None
         except Exception as exc:
-            return " ".join(str(exc).split()) or type(exc).__name__
+            return one_line(exc)
         finally:
             if conn is not None:
                 conn.terminate()  # a frozen server would never acknowledge a polite close

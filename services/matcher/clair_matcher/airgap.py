@@ -38,6 +38,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from clair_common.errors import one_line
 from clair_common.models import Vulnerability
 from clair_common.tls import client_session
 from clair_matcher import ingest
@@ -196,7 +197,7 @@ async def export_updaters(
     progress: Progress | None = None,
 ) -> ExportReport:
     """Runs the enabled updaters and writes every successful run to `out`, grouped by run."""
-    from clair_matcher.scheduler import USER_AGENT, one_line
+    from clair_matcher.scheduler import USER_AGENT
 
     progress = progress or Progress("exported", enabled=False)
     report = ExportReport()

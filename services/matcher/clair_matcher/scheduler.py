@@ -27,6 +27,7 @@ import asyncpg
 
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.errors import one_line
 from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
 from clair_common.telemetry import traced
 from clair_common.tls import client_session
@@ -60,11 +61,6 @@ class RunReport:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     gc_ran: bool = False
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 class UpdateScheduler:

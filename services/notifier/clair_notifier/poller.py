@@ -19,6 +19,7 @@ from typing import Literal
 
 from clair_common.clients import Indexer, Matcher
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.errors import one_line
 from clair_common.models import (
     SEVERITY_RANK,
     Notification,
@@ -42,10 +43,6 @@ class PollReport:
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # by update operation ref
     sets: dict[str, str] = field(default_factory=dict)  # ref → notification set id
     errors: dict[str, str] = field(default_factory=dict)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _rank(vuln: Vulnerability) -> int:
@@ -82,8 +79,8 @@ class Poller:
                     report.outcomes[ref] = await self.process(updater, ref, report)
                 except Exception as exc:  # one failing operation never stops the others
                     report.outcomes[ref] = "failed"
-                    report.errors[ref] = _one_line(exc)
-                    log.error("update operation %s (%s): %s", ref, updater, _one_line(exc))
+                    report.errors[ref] = one_line(exc)
+                    log.error("update operation %s (%s): %s", ref, updater, one_line(exc))
 
         await asyncio.gather(*(one(name, ref) for name, ref in events if ref not in done))
         return report

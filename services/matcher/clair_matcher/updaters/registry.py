@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from clair_common.errors import one_line
 from clair_matcher.updaters.alpine import AlpineFactory
 from clair_matcher.updaters.aws import AwsFactory
 from clair_matcher.updaters.base import ConfigProblem, Updater, UpdaterSetFactory
@@ -101,7 +102,7 @@ async def discover(
         try:
             updaters = await factory.updater_set(client)
         except Exception as exc:  # one broken set never stops the others
-            out.errors[factory.name] = " ".join(str(exc).split()) or type(exc).__name__
+            out.errors[factory.name] = one_line(exc)
             continue
         out.by_set[factory.name] = [updater.name for updater in updaters]
         for updater in updaters:

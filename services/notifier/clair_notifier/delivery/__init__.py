@@ -24,6 +24,7 @@ import orjson
 
 from clair_common.config.base import TLS
 from clair_common.db.locks import AdvisoryLocks
+from clair_common.errors import one_line
 from clair_common.tls import new_client_context
 from clair_notifier.store import PENDING, NotifierStore
 
@@ -99,7 +100,7 @@ class DeliveryLoop:
                         notifications = await self.store.notifications(notification_id)
                     await self.deliverer.deliver(notification_id, notifications)
                 except Exception as exc:
-                    reason = " ".join(str(exc).split()) or type(exc).__name__
+                    reason = one_line(exc)
                     log.warning("%s delivery of %s failed: %s", self.deliverer.name, key, reason)
                     await self.store.delivery_failed(
                         notification_id, reason, self.retry_base, self.retry_cap
