@@ -151,12 +151,13 @@ async def _updater_run(dsn: str, feed: str, url: str) -> dict[str, Any]:
     from clair_common.db.migrate import migrate
     from clair_common.db.pool import create_pool
     from clair_matcher.scheduler import UpdateScheduler
+    from clair_matcher.store import MatcherStore
 
     await migrate(dsn, "matcher", "clair_matcher")
     pool = await create_pool(dsn, schema="matcher", application_name="bench")
     locks = AdvisoryLocks(dsn)
     scheduler = UpdateScheduler(
-        pool,
+        MatcherStore(pool),
         locks,
         sets=[feed],
         config=updater_config(feed, url),
@@ -212,7 +213,7 @@ def run_updater_subprocess(dsn: str, url: str, feed: str = "osv") -> dict[str, A
 
 
 def _columns() -> list[str]:
-    from clair_matcher.ingest import STAGE_COLUMNS
+    from clair_matcher.store._rows import STAGE_COLUMNS
 
     return ["updater", *STAGE_COLUMNS]
 

@@ -8,7 +8,7 @@ import asyncpg
 import yaml
 
 from clair_common.models import Package, Vulnerability
-from clair_matcher.ingest import update_vulnerabilities
+from clair_matcher.store import MatcherStore
 from tests.clairctl.stack import run_clairctl
 
 
@@ -52,7 +52,7 @@ async def test_post_4_7_0_drops_pyupio_only(pg_dsn: str, tmp_path: Path) -> None
                 package=Package(name="django", kind="binary"),
                 fixed_in_version="3.2.1",
             )
-            await update_vulnerabilities(pool, updater, "fp", [vuln])
+            await MatcherStore(pool).update_vulnerabilities(updater, "fp", [vuln])
         code, out, err = await run_clairctl("-c", "c.yaml", "admin", "post", "4.7.0", cwd=tmp_path)
         assert code == 0, err
         assert out.strip() == "matcher: pyupio: 1 update operations, 1 vulnerabilities deleted"

@@ -10,6 +10,7 @@ import asyncpg
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import MatcherStore
 from tests.fixtures.feeds import FeedServer, osv_zip
 
 
@@ -28,7 +29,7 @@ async def test_discovery_failure_is_recorded(
     for restarted in (False, True):  # a restarted scheduler has discovered nothing yet
         locks = AdvisoryLocks(pg_dsn)
         scheduler = UpdateScheduler(
-            matcher_pool,
+            MatcherStore(matcher_pool),
             locks,
             sets=["osv"],
             config={"osv": {"url": feed_server.url}},

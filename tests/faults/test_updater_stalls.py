@@ -15,6 +15,7 @@ import pytest
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import MatcherStore
 from tests.fixtures.feeds import FeedServer
 
 FEEDS = ("v3.5/main.json", "v3.6/main.json", "v3.6/community.json")
@@ -42,7 +43,7 @@ async def make_scheduler(
         locks = AdvisoryLocks(pg_dsn)
         options.setdefault("period", timedelta(hours=6))
         scheduler = UpdateScheduler(
-            matcher_pool,
+            MatcherStore(matcher_pool),
             locks,
             sets=["alpine"],
             config={"alpine": {"url": serve.url}},

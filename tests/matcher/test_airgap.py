@@ -23,6 +23,7 @@ import zstandard
 
 from clair_common.models import Manifest
 from clair_matcher.airgap import AirgapError, Progress, import_updaters, open_source
+from clair_matcher.store import MatcherStore
 from tests.fixtures.combo import Combo, findings, running_combo
 from tests.fixtures.feeds import FeedServer
 from tests.fixtures.images import build_layer, files_from_dir
@@ -207,7 +208,7 @@ async def test_go_written_file_imports_and_bad_lines_roll_back_their_group(
     path.write_bytes(zstandard.ZstdCompressor().compress(good))
     stream, closers = open_source(str(path), None, Progress("imported", enabled=False))
     try:
-        report = await import_updaters(matcher_pool, stream)
+        report = await import_updaters(MatcherStore(matcher_pool), stream)
     finally:
         for f in closers:
             f.close()
@@ -224,7 +225,7 @@ async def test_go_written_file_imports_and_bad_lines_roll_back_their_group(
     # A new fingerprint whose second line is cut short: that group is rolled back.
     broken = _go_line(ref_b, '"etag-2"', _go_vuln("CVE-2021-1")) + b'{"Updater":"alpine-ma\n'
     with pytest.raises(AirgapError, match="line 2: invalid JSON"):
-        await import_updaters(matcher_pool, io.BytesIO(broken))
+        await import_updaters(MatcherStore(matcher_pool), io.BytesIO(broken))
     assert await matcher_pool.fetchval("SELECT count(*) FROM update_operation") == 1
 
 

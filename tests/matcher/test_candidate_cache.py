@@ -10,6 +10,7 @@ from clair_common.models import Package, Repository
 from clair_common.vulnerable import default_matchers
 from clair_matcher.candidates import CandidateCache
 from clair_matcher.matching import match_report
+from clair_matcher.store import MatcherStore
 from tests.matcher.test_matching import (
     DEBIAN,
     SOURCE,
@@ -70,12 +71,20 @@ async def test_cached_candidates_give_the_same_reports(matcher_pool: asyncpg.Poo
         for pid, p in report.packages.items()
     }
     for image in (report, other, report):
-        cached = await match_report(matcher_pool, image, matchers, cache)
-        fresh = await match_report(matcher_pool, image, matchers)
+        cached = await match_report(MatcherStore(matcher_pool), image, matchers, cache)
+        fresh = await match_report(MatcherStore(matcher_pool), image, matchers)
         assert cached.to_json() == fresh.to_json()
     assert len(cache) > 0
-    assert "40" in (await match_report(matcher_pool, report, matchers, cache)).vulnerabilities
-    assert "40" not in (await match_report(matcher_pool, other, matchers, cache)).vulnerabilities
+    assert (
+        "40"
+        in (await match_report(MatcherStore(matcher_pool), report, matchers, cache)).vulnerabilities
+    )
+    assert (
+        "40"
+        not in (
+            await match_report(MatcherStore(matcher_pool), other, matchers, cache)
+        ).vulnerabilities
+    )
 
 
 async def test_a_new_operation_is_seen_at_once(matcher_pool: asyncpg.Pool) -> None:
@@ -83,7 +92,7 @@ async def test_a_new_operation_is_seen_at_once(matcher_pool: asyncpg.Pool) -> No
     matchers = default_matchers(["debian-matcher"])
     cache = CandidateCache()
     report = mixed_report()
-    before = await match_report(matcher_pool, report, matchers, cache)
+    before = await match_report(MatcherStore(matcher_pool), report, matchers, cache)
     assert set(before.vulnerabilities) == {"1"}
     # The updater's next run adds a vulnerability of the same package: the key is cached, but
     # under the previous generation.
@@ -93,5 +102,5 @@ async def test_a_new_operation_is_seen_at_once(matcher_pool: asyncpg.Pool) -> No
         await insert_vulnerabilities(
             conn, uo, [again, v("12", "CVE-2023-0002", SOURCE, "", **DEBIAN)]
         )
-    after = await match_report(matcher_pool, report, matchers, cache)
+    after = await match_report(MatcherStore(matcher_pool), report, matchers, cache)
     assert set(after.vulnerabilities) == {"11", "12"}

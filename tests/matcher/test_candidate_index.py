@@ -8,8 +8,9 @@ import asyncpg
 import pytest
 
 from clair_common.vulnerable import RULE_COLUMNS, Matcher, default_matchers
-from clair_matcher.ingest import refresh_statistics
-from clair_matcher.matching import _shape, candidates_sql
+from clair_matcher.matching import _shape
+from clair_matcher.store import MatcherStore
+from clair_matcher.store._matching import candidates_sql
 
 
 def _query(matcher: Matcher) -> tuple[str, list[list[Any]]]:
@@ -28,7 +29,7 @@ async def test_candidate_query_is_index_only(matcher_pool: asyncpg.Pool, matcher
             " SELECT sha256(i::text::bytea), 'test', 'CVE-' || i, 'pkg' || (i % 500), 'binary'"
             " FROM generate_series(1, 5000) AS i ON CONFLICT DO NOTHING"
         )
-    await refresh_statistics(matcher_pool)
+    await MatcherStore(matcher_pool).refresh_statistics()
     sql, params = _query(matcher)
     async with matcher_pool.acquire() as conn, conn.transaction():
         # Only an index plan is allowed; the question is whether it needs the heap.
@@ -47,7 +48,7 @@ async def test_refresh_statistics_marks_new_rows_all_visible(matcher_pool: async
             " SELECT sha256(('v' || i)::bytea), 'test', 'CVE-' || i, 'pkg', 'binary'"
             " FROM generate_series(1, 2000) AS i ON CONFLICT DO NOTHING"
         )
-    await refresh_statistics(matcher_pool)
+    await MatcherStore(matcher_pool).refresh_statistics()
     async with matcher_pool.acquire() as conn:
         pages, visible = await conn.fetchrow(
             "SELECT relpages, relallvisible FROM pg_class WHERE oid = 'matcher.vuln'::regclass"

@@ -24,8 +24,8 @@ from clair_common.models import IndexReport, Vulnerability, VulnerabilityReport
 from clair_matcher.enrichers import CvssEnricher, EnrichmentRecord, build_enrichers
 from clair_matcher.enrichers.cvss import MEDIA_TYPE
 from clair_matcher.enrichment import enrich_report
-from clair_matcher.ingest import update_enrichments
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import MatcherStore
 from clair_matcher.updaters import ConfigProblem, FetchResult, Unchanged
 from tests.fixtures.feeds import FeedServer
 
@@ -155,7 +155,7 @@ async def test_enrichment_lookup_uses_the_newest_operation(
 ) -> None:
     docs = {2016: (shared_data / CLAIRCORE_FEED / "feed.json").read_bytes()}
     records = expected_records(docs)
-    first = await update_enrichments(matcher_pool, "clair.cvss", "fp1", iter(records))
+    first = await MatcherStore(matcher_pool).update_enrichments("clair.cvss", "fp1", iter(records))
     assert (first.records, first.inserted, first.linked) == (2, 2, 2)
     by_id = {tags[0]: data for tags, data in records}
     report = _report(
@@ -171,7 +171,7 @@ async def test_enrichment_lookup_uses_the_newest_operation(
         }
     )
     enricher = CvssEnricher()
-    got = await enrich_report(matcher_pool, report, [enricher])
+    got = await enrich_report(MatcherStore(matcher_pool), report, [enricher])
     assert got == {
         MEDIA_TYPE: [
             {
@@ -184,26 +184,28 @@ async def test_enrichment_lookup_uses_the_newest_operation(
     # A new snapshot without CVE-2016-2781 and a changed score for CVE-2016-3674: only the
     # newest operation's records count; unchanged rows are shared by hash.
     changed = dict(by_id["CVE-2016-3674"], baseScore=1.0)
-    second = await update_enrichments(
-        matcher_pool, "clair.cvss", "fp2", [(["CVE-2016-3674"], changed)]
+    second = await MatcherStore(matcher_pool).update_enrichments(
+        "clair.cvss", "fp2", [(["CVE-2016-3674"], changed)]
     )
     assert (second.records, second.inserted, second.linked) == (1, 1, 1)
-    got = await enrich_report(matcher_pool, report, [enricher])
+    got = await enrich_report(MatcherStore(matcher_pool), report, [enricher])
     assert got == {MEDIA_TYPE: [{"1": [changed], "2": [changed]}]}
-    again = await update_enrichments(
-        matcher_pool, "clair.cvss", "fp3", [(["CVE-2016-3674"], changed)]
+    again = await MatcherStore(matcher_pool).update_enrichments(
+        "clair.cvss", "fp3", [(["CVE-2016-3674"], changed)]
     )
     assert (again.inserted, again.linked) == (0, 1)
 
     # Nothing to enrich: no media type at all.
     assert (
-        await enrich_report(matcher_pool, _report({"4": report.vulnerabilities["4"]}), [enricher])
+        await enrich_report(
+            MatcherStore(matcher_pool), _report({"4": report.vulnerabilities["4"]}), [enricher]
+        )
         == {}
     )
 
     # A failing enricher is logged and skipped; the report keeps going.
     await matcher_pool.execute("ALTER TABLE enrichment RENAME TO enrichment_gone")
-    assert await enrich_report(matcher_pool, report, [enricher]) == {}
+    assert await enrich_report(MatcherStore(matcher_pool), report, [enricher]) == {}
 
 
 @pytest.fixture
@@ -215,7 +217,7 @@ async def scheduler(
         "clair.cvss": {"feed_root": feed_server.url + ROOT, "first_year": 2016, "last_year": 2017}
     }
     made = UpdateScheduler(
-        matcher_pool,
+        MatcherStore(matcher_pool),
         locks,
         sets=["clair.cvss"],
         config=config,
@@ -223,7 +225,7 @@ async def scheduler(
         retention=10,
     )
     off = UpdateScheduler(
-        matcher_pool,
+        MatcherStore(matcher_pool),
         locks,
         sets=["clair.cvss"],
         config=config,

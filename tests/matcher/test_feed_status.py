@@ -12,6 +12,7 @@ import pytest
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import MatcherStore
 from tests.fixtures.feeds import (  # noqa: F401
     FeedServer,
     alpine_secdb,
@@ -39,7 +40,7 @@ async def scheduler(
     feed_server.put("PyPI/all.zip", osv_zip(pypa_osv[:50]))
     locks = AdvisoryLocks(pg_dsn)
     made = UpdateScheduler(
-        matcher_pool,
+        MatcherStore(matcher_pool),
         locks,
         sets=["alpine", "osv"],
         config={"alpine": {"url": feed_server.url}, "osv": {"url": feed_server.url}},

@@ -9,13 +9,8 @@ import asyncpg
 import pytest
 
 from clair_common.models import Distribution, Package, Repository, Vulnerability
-from clair_matcher.ingest import (
-    collect_garbage,
-    latest_fingerprint,
-    record_status,
-    update_vulnerabilities,
-)
-from clair_matcher.store import VULN_COLUMNS, MatcherStore, vuln_from_row
+from clair_matcher.store import MatcherStore
+from clair_matcher.store._rows import VULN_COLUMNS, vuln_from_row
 from tests.fixtures.feeds import matcher_pool  # noqa: F401
 
 UPDATER = "test-updater"
@@ -51,14 +46,18 @@ async def counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
 
 async def test_snapshot_dedupes_by_content_and_relinks(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
     vulns = [make(i) for i in range(25_000)]
-    first = await update_vulnerabilities(matcher_pool, UPDATER, '"etag-1"', vulns, batch_size=4_000)
+    first = await MatcherStore(matcher_pool).update_vulnerabilities(
+        UPDATER, '"etag-1"', vulns, batch_size=4_000
+    )
     assert (first.records, first.inserted, first.linked) == (25_000, 25_000, 25_000)
     assert await counts(matcher_pool) == (1, 25_000, 25_000)
-    assert await latest_fingerprint(matcher_pool, UPDATER) == '"etag-1"'
+    assert await MatcherStore(matcher_pool).latest_fingerprint(UPDATER) == '"etag-1"'
 
     # Same content plus 3 new records and one changed fix: only 4 rows are new.
     changed = [*vulns[:-1], make(24_999, fixed="2.0-r0"), make(90_001), make(90_002), make(90_003)]
-    second = await update_vulnerabilities(matcher_pool, UPDATER, '"etag-2"', iter(changed))
+    second = await MatcherStore(matcher_pool).update_vulnerabilities(
+        UPDATER, '"etag-2"', iter(changed)
+    )
     assert (second.inserted, second.linked) == (4, 25_003)
     assert await counts(matcher_pool) == (2, 25_004, 50_003)
     store = MatcherStore(matcher_pool)
@@ -77,14 +76,16 @@ async def test_snapshot_dedupes_by_content_and_relinks(matcher_pool: asyncpg.Poo
 
 async def test_duplicates_within_a_run_and_rows_without_package(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
     vulns = [make(1), make(1), make(2, package=""), Vulnerability(name="no-package"), make(3)]
-    result = await update_vulnerabilities(matcher_pool, UPDATER, "", vulns, batch_size=1)
+    result = await MatcherStore(matcher_pool).update_vulnerabilities(
+        UPDATER, "", vulns, batch_size=1
+    )
     assert (result.records, result.inserted, result.linked) == (3, 2, 2)
     assert await counts(matcher_pool) == (1, 2, 2)
 
 
 async def test_round_trip_through_the_read_side(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
     originals = [make(i) for i in range(30)]
-    await update_vulnerabilities(matcher_pool, UPDATER, "", originals)
+    await MatcherStore(matcher_pool).update_vulnerabilities(UPDATER, "", originals)
     rows = await matcher_pool.fetch(f"SELECT {VULN_COLUMNS} FROM vuln v ORDER BY v.name")
     for original, row in zip(originals, rows, strict=True):
         back = vuln_from_row(row)
@@ -93,7 +94,9 @@ async def test_round_trip_through_the_read_side(matcher_pool: asyncpg.Pool) -> N
 
 
 async def test_failure_mid_stream_commits_nothing(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
-    await update_vulnerabilities(matcher_pool, UPDATER, '"good"', [make(i) for i in range(10)])
+    await MatcherStore(matcher_pool).update_vulnerabilities(
+        UPDATER, '"good"', [make(i) for i in range(10)]
+    )
 
     def broken() -> Iterator[Vulnerability]:
         for i in range(15_000):
@@ -101,21 +104,25 @@ async def test_failure_mid_stream_commits_nothing(matcher_pool: asyncpg.Pool) ->
         raise ValueError("feed broke at record 15000")
 
     with pytest.raises(ValueError, match="record 15000"):
-        await update_vulnerabilities(matcher_pool, UPDATER, '"bad"', broken(), batch_size=5_000)
+        await MatcherStore(matcher_pool).update_vulnerabilities(
+            UPDATER, '"bad"', broken(), batch_size=5_000
+        )
     assert await counts(matcher_pool) == (1, 10, 10)
-    assert await latest_fingerprint(matcher_pool, UPDATER) == '"good"'
+    assert await MatcherStore(matcher_pool).latest_fingerprint(UPDATER) == '"good"'
 
 
 async def test_gc_keeps_retention_and_throttles(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
     for run in range(6):
         # Each run keeps record 0 and adds one record of its own.
-        await update_vulnerabilities(matcher_pool, UPDATER, f"fp{run}", [make(0), make(1000 + run)])
-    await update_vulnerabilities(matcher_pool, "other", "x", [make(0)])
-    assert await collect_garbage(matcher_pool, 0) == 0  # retention 0: GC off
+        await MatcherStore(matcher_pool).update_vulnerabilities(
+            UPDATER, f"fp{run}", [make(0), make(1000 + run)]
+        )
+    await MatcherStore(matcher_pool).update_vulnerabilities("other", "x", [make(0)])
+    assert await MatcherStore(matcher_pool).collect_garbage(0) == 0  # retention 0: GC off
     assert (await counts(matcher_pool))[0] == 7
 
-    assert await collect_garbage(matcher_pool, 2, throttle=3) == 1
-    assert await collect_garbage(matcher_pool, 2, throttle=3) == 0
+    assert await MatcherStore(matcher_pool).collect_garbage(2, throttle=3) == 1
+    assert await MatcherStore(matcher_pool).collect_garbage(2, throttle=3) == 0
     uo, v, links = await counts(matcher_pool)
     assert uo == 3  # 2 of UPDATER, 1 of "other"
     fps = await matcher_pool.fetch(
@@ -125,12 +132,12 @@ async def test_gc_keeps_retention_and_throttles(matcher_pool: asyncpg.Pool) -> N
     # Unlinked rows are gone: make(0) (per updater) + the records of runs 4 and 5.
     assert v == 4
     assert links == 5
-    assert await latest_fingerprint(matcher_pool, UPDATER) == "fp5"
+    assert await MatcherStore(matcher_pool).latest_fingerprint(UPDATER) == "fp5"
 
 
 async def test_status_rows(matcher_pool: asyncpg.Pool) -> None:  # noqa: F811
-    await record_status(matcher_pool, UPDATER, fingerprint="a", error=None)
-    await record_status(matcher_pool, UPDATER, fingerprint="b", error="boom at line 3")
+    await MatcherStore(matcher_pool).record_status(UPDATER, fingerprint="a", error=None)
+    await MatcherStore(matcher_pool).record_status(UPDATER, fingerprint="b", error="boom at line 3")
     row = await matcher_pool.fetchrow(
         "SELECT * FROM updater_status WHERE updater_name = $1", UPDATER
     )

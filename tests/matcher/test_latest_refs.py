@@ -12,10 +12,9 @@ import pytest
 from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
 from clair_common.models import Distribution, Package, Vulnerability
-from clair_matcher import latest
-from clair_matcher.ingest import update_vulnerabilities
-from clair_matcher.latest import CHANNEL, LatestRefs, Refs
-from clair_matcher.store import MatcherStore
+from clair_matcher.store import LatestRefs, MatcherStore, Refs
+from clair_matcher.store import _latest as latest
+from clair_matcher.store._latest import CHANNEL
 
 
 class Counted:
@@ -53,12 +52,16 @@ async def test_refs_are_held_until_an_update_lands(matcher_pool: asyncpg.Pool) -
         assert refs.listening
         assert await refs.get() == [] and await refs.get() == []
         assert query.calls == 1
-        await update_vulnerabilities(matcher_pool, "test-updater", "fp1", [record("CVE-1")])
+        await MatcherStore(matcher_pool).update_vulnerabilities(
+            "test-updater", "fp1", [record("CVE-1")]
+        )
         await until(lambda: refs._held is None)
         (first,) = await refs.get()
         assert first[:2] == ("vulnerability", "test-updater") and query.calls == 2
         assert await refs.get() == [first] and query.calls == 2
-        await update_vulnerabilities(matcher_pool, "test-updater", "fp2", [record("CVE-2")])
+        await MatcherStore(matcher_pool).update_vulnerabilities(
+            "test-updater", "fp2", [record("CVE-2")]
+        )
         await until(lambda: refs._held is None)
         (second,) = await refs.get()
         assert second != first and query.calls == 3

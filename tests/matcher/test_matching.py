@@ -158,7 +158,7 @@ async def test_python_golden_cases(matcher_pool: asyncpg.Pool, shared_data: Path
             await conn.execute("TRUNCATE update_operation, vuln, uo_vuln CASCADE")
         await load(matcher_pool, {"osv/pypi": list(vulns.values())})
 
-        got = await match_report(matcher_pool, report, default_matchers())
+        got = await match_report(MatcherStore(matcher_pool), report, default_matchers())
 
         assert got.package_vulnerabilities == want["package_vulnerabilities"], path.name
         assert set(got.vulnerabilities) == set(want["vulnerabilities"]), path.name
@@ -338,7 +338,9 @@ async def test_mixed_report(matcher_pool: asyncpg.Pool) -> None:
     assert doc["vulnerabilities"]["40"]["repository"] == {"name": "pypi", "cpe": ""}
     assert doc["packages"] == report.to_json()["packages"]
 
-    only_debian = await match_report(matcher_pool, report, default_matchers(["debian-matcher"]))
+    only_debian = await match_report(
+        MatcherStore(matcher_pool), report, default_matchers(["debian-matcher"])
+    )
     assert set(only_debian.package_vulnerabilities) == {"10", "11"}
 
 
@@ -370,7 +372,9 @@ async def test_comparison_errors_fail_the_report(matcher_pool: asyncpg.Pool) -> 
 
 async def test_nothing_to_match(matcher_pool: asyncpg.Pool) -> None:
     report = mixed_report()
-    got = await match_report(matcher_pool, report, default_matchers())
+    got = await match_report(MatcherStore(matcher_pool), report, default_matchers())
     assert got.vulnerabilities == {}
     assert got.package_vulnerabilities == {}
-    assert (await match_report(matcher_pool, report, [])).to_json()["vulnerabilities"] == {}
+    assert (await match_report(MatcherStore(matcher_pool), report, [])).to_json()[
+        "vulnerabilities"
+    ] == {}

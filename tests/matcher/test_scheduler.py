@@ -14,6 +14,7 @@ import pytest
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import MatcherStore
 from tests.fixtures.feeds import (  # noqa: F401
     FeedServer,
     alpine_secdb,
@@ -54,7 +55,7 @@ async def make_scheduler(
     def build(*, disabled: bool = False, retention: int = 10) -> UpdateScheduler:
         locks = AdvisoryLocks(pg_dsn)  # one per scheduler: each stands for a replica
         scheduler = UpdateScheduler(
-            matcher_pool,
+            MatcherStore(matcher_pool),
             locks,
             sets=["alpine", "osv"],
             config={"alpine": {"url": serve.url}, "osv": {"url": serve.url}},

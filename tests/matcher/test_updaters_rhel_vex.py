@@ -25,8 +25,8 @@ import pytest
 
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.models import Vulnerability
-from clair_matcher.ingest import DeltaRecords
 from clair_matcher.scheduler import UpdateScheduler
+from clair_matcher.store import DeltaRecords, MatcherStore
 from clair_matcher.updaters import ConfigProblem, FeedError
 from clair_matcher.updaters.csaf import Document
 from clair_matcher.updaters.registry import build_factories
@@ -332,7 +332,12 @@ def make_scheduler(
     pool: asyncpg.Pool, locks: AdvisoryLocks, config: dict[str, Any]
 ) -> UpdateScheduler:
     return UpdateScheduler(
-        pool, locks, sets=[NAME], config={NAME: config}, period=timedelta(hours=6), retention=10
+        MatcherStore(pool),
+        locks,
+        sets=[NAME],
+        config={NAME: config},
+        period=timedelta(hours=6),
+        retention=10,
     )
 
 

@@ -10,6 +10,7 @@ import asyncpg
 from clair_common.clairctl.admin import AdminTask, SkipTask
 from clair_common.config import resolve_connstring
 from clair_common.db.migrate import migrate
+from clair_matcher.store import drop_updater
 
 
 def _dsn(cfg: Any) -> str:
@@ -29,17 +30,10 @@ async def _drop_pyupio(cfg: Any) -> str:
     matcher, so its operations go, then the vulnerabilities no operation links any more."""
     conn = await asyncpg.connect(_dsn(cfg), server_settings={"search_path": "matcher"})
     try:
-        async with conn.transaction():
-            ops = await conn.execute("DELETE FROM update_operation WHERE updater = 'pyupio'")
-            vulns = await conn.execute(
-                "DELETE FROM vuln v WHERE v.updater = 'pyupio'"
-                " AND NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
-            )
+        ops, vulns = await drop_updater(conn, "pyupio")
     finally:
         await conn.close()
-    return (
-        f"pyupio: {ops.split()[-1]} update operations, {vulns.split()[-1]} vulnerabilities deleted"
-    )
+    return f"pyupio: {ops} update operations, {vulns} vulnerabilities deleted"
 
 
 def tasks() -> list[AdminTask]:

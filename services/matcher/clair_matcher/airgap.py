@@ -41,9 +41,8 @@ import orjson
 from clair_common.errors import one_line
 from clair_common.models import Vulnerability
 from clair_common.tls import client_session
-from clair_matcher import ingest
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
-from clair_matcher.ingest import KIND_ENRICHMENT, KIND_VULNERABILITY
+from clair_matcher.store import KIND_ENRICHMENT, KIND_VULNERABILITY, MatcherStore
 from clair_matcher.updaters import UnchangedType, Updater
 from clair_matcher.updaters.registry import build_factories, discover
 
@@ -413,20 +412,12 @@ class ImportReport:
     skipped: list[GroupHead] = field(default_factory=list)
 
 
-async def _known_fingerprint(pool: asyncpg.Pool, head: GroupHead) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM update_operation"
-            " WHERE updater = $1 AND kind = $2 AND fingerprint = $3)",
-            head.updater,
-            head.kind,
-            head.fingerprint,
-        )
-    )
-
-
 async def import_updaters(
-    pool: asyncpg.Pool, stream: IO[bytes], *, where: str = "input", progress: Progress | None = None
+    store: MatcherStore,
+    stream: IO[bytes],
+    *,
+    where: str = "input",
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Stores each group of `stream` as a new update operation unless already present."""
     progress = progress or Progress("imported", enabled=False)
@@ -435,24 +426,24 @@ async def import_updaters(
     while (head := await asyncio.to_thread(reader.next_group)) is not None:
         if head.kind not in (KIND_VULNERABILITY, KIND_ENRICHMENT):
             raise AirgapError(f"{where}: line {reader.line_no}: unknown Kind {head.kind!r}")
-        if await _known_fingerprint(pool, head):
+        if await store.has_fingerprint(head.updater, head.kind, head.fingerprint):
             report.skipped.append(head)
             progress.note(f"{head.updater} ({head.kind}): fingerprint already present, skipped")
             continue
         if head.kind == KIND_VULNERABILITY:
-            result = await ingest.update_vulnerabilities(
-                pool, head.updater, head.fingerprint, reader.vulnerabilities()
+            result = await store.update_vulnerabilities(
+                head.updater, head.fingerprint, reader.vulnerabilities()
             )
             records = result.records
         else:
-            result = await ingest.update_enrichments(
-                pool, head.updater, head.fingerprint, reader.enrichments()
+            result = await store.update_enrichments(
+                head.updater, head.fingerprint, reader.enrichments()
             )
             records = result.records
         report.imported.append((head, records))
         progress.note(f"{head.updater} ({head.kind}): imported {records:,} records")
     if report.imported:
-        await ingest.refresh_statistics(pool)
+        await store.refresh_statistics()
     progress.finish()
     return report
 
@@ -531,7 +522,9 @@ async def _import_async(
     progress = Progress("imported")
     stream, closers = open_source(args.source, compression, progress)
     try:
-        return await import_updaters(pool, stream, where=args.source, progress=progress)
+        return await import_updaters(
+            MatcherStore(pool), stream, where=args.source, progress=progress
+        )
     finally:
         for f in closers:
             f.close()

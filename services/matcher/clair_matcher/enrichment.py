@@ -1,8 +1,8 @@
 """Enrichments of a finished vulnerability report (clair-api.md 6.4): the read side.
 
-Each enricher gets a lookup bound to the pool; the CVSS enricher asks once per report for
-every tag it wants. Only records linked to the newest enrichment operation of the enricher's
-updater count. An enricher that fails is logged and left out: the report is still answered.
+Each enricher gets the store's lookup; the CVSS enricher asks once per report for every tag it
+wants. Only records linked to the newest enrichment operation of the enricher's updater count.
+An enricher that fails is logged and left out: the report is still answered.
 """
 
 from __future__ import annotations
@@ -11,50 +11,30 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from clair_common.models import VulnerabilityReport
 from clair_common.telemetry import traced
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
+from clair_matcher.store import MatcherStore
 
 log = logging.getLogger("clair.matcher.enrichment")
 
-# The GIN index on tags finds the candidates; the link table's primary key (uo, enrich)
-# keeps those of the newest operation.
-ENRICHMENTS_SQL = """
-SELECT e.tags, e.data
-FROM enrichment e
-WHERE e.tags && $2::text[]
-  AND e.updater = $1
-  AND EXISTS (
-    SELECT 1 FROM uo_enrich ue
-    WHERE ue.enrich = e.id AND ue.uo = (
-      SELECT uo_id FROM latest_update_operation WHERE updater = $1 AND kind = 'enrichment'
-    )
-  )
-ORDER BY e.tags, e.id
-"""
 
-
-def enrichment_lookup(pool: asyncpg.Pool) -> EnrichmentLookup:
+def _lookup(store: MatcherStore) -> EnrichmentLookup:
     async def lookup(updater: str, tags: Sequence[str]) -> list[EnrichmentRecord]:
-        if not tags:
-            return []
-        rows = await pool.fetch(ENRICHMENTS_SQL, updater, list(tags))
-        return [EnrichmentRecord(list(r["tags"]), r["data"]) for r in rows]
+        return [EnrichmentRecord(*r) for r in await store.enrichment_records(updater, tags)]
 
     return lookup
 
 
 @traced("enrich report")
 async def enrich_report(
-    pool: asyncpg.Pool, report: VulnerabilityReport, enrichers: Sequence[Enricher]
+    store: MatcherStore, report: VulnerabilityReport, enrichers: Sequence[Enricher]
 ) -> dict[str, list[Any]]:
     """The report's `enrichments` map: media type → values; `{}` when no enricher adds any."""
     out: dict[str, list[Any]] = {}
     if not report.vulnerabilities:
         return out
-    lookup = enrichment_lookup(pool)
+    lookup = _lookup(store)
     for enricher in enrichers:
         try:
             values = await enricher.enrich(lookup, report)

@@ -52,8 +52,9 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
         ctx.dsn, schema=SCHEMA, application_name="libvuln", **pool_timeouts(ctx.config.shared)
     )
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
+    store = MatcherStore(pool)
     service = MatcherService(
-        MatcherStore(pool),
+        store,
         matchers,
         enrichers=() if cfg.disable_enrichment else None,
         indexer=ctx.indexer,
@@ -63,7 +64,9 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     )
     await service.start()
     locks = AdvisoryLocks(ctx.dsn)
-    scheduler = UpdateScheduler.from_config(ctx.config, pool, locks, on_update=service.refs_changed)
+    scheduler = UpdateScheduler.from_config(
+        ctx.config, store, locks, on_update=service.refs_changed
+    )
     # In matcher mode the indexer is an HTTP client made for this service alone: ours to close
     # (else its session leaks at shutdown). In combo mode it is the indexer service itself.
     peer = [ctx.indexer] if isinstance(ctx.indexer, RemoteIndexer) else []

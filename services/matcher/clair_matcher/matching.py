@@ -20,9 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-import asyncpg
 
 from clair_common.models import IndexReport, Vulnerability, VulnerabilityReport
 from clair_common.vulnerable import (
@@ -38,42 +35,14 @@ from clair_common.vulnerable import (
     severity_sorted,
 )
 from clair_matcher.candidates import CandidateCache
-from clair_matcher.store import LATEST_REFS_SQL, VULN_COLUMNS, vuln_from_row
+from clair_matcher.store import MatcherStore, MatchSnapshot
 
-__all__ = ["MatchError", "candidates_sql", "match_report"]
-
-_DETAILS_SQL = f"""
-SELECT {VULN_COLUMNS}
-FROM vuln v
-WHERE v.id = ANY($1::bigint[])
-  AND EXISTS (
-    SELECT 1 FROM uo_vuln uv WHERE uv.vuln = v.id AND uv.uo = ANY(
-      (SELECT array_agg(uo_id) FROM latest_update_operation WHERE kind = 'vulnerability')::bigint[]
-    )
-  )
-"""
+__all__ = ["MatchError", "match_report"]
 
 # (package name, kind, source name, source kind, one value per constrained column)
 _Key = tuple[str, ...]
 _Owner = tuple[int, str]  # (matcher index, package id)
 _RuleValues = tuple[str, ...]  # the values of a shape's selected rule columns
-
-
-@lru_cache(maxsize=64)
-def candidates_sql(columns: tuple[str, ...], need_fixed: bool, selected: tuple[str, ...]) -> str:
-    """The candidate query of one shape: equalities on `columns` besides name and kind; the
-    rule columns `selected` follow the parameter row index and the vulnerability id."""
-    params = ", ".join(f"${n}::{'int' if n == 1 else 'text'}[]" for n in range(1, len(columns) + 4))
-    names = ", ".join(["i", "name", "kind", *columns])
-    conditions = [f"v.{c} = q.{c}" for c in columns]
-    if need_fixed:
-        conditions.append("v.fixed_in_version <> ''")
-    where = "\nWHERE " + "\n  AND ".join(conditions) if conditions else ""
-    return f"""
-SELECT q.i, v.id{"".join(f", v.{c}" for c in selected)}
-FROM unnest({params}) AS q({names})
-JOIN vuln v ON v.package_name = q.name AND v.package_kind = q.kind{where}
-"""
 
 
 @dataclass(slots=True)
@@ -121,7 +90,7 @@ class _ShapeQuery:
                     values[col].append(key[4 + col])
         return [index, names, kinds, *values]
 
-    async def fetch(self, conn: asyncpg.Connection, cache: CandidateCache | None) -> None:
+    async def fetch(self, snapshot: MatchSnapshot, cache: CandidateCache | None) -> None:
         """Candidates of every key, from `cache` or the database (then kept in `cache`); one
         partial vulnerability per distinct rule values."""
         columns = tuple(c.vuln_column for c in self.constraints)
@@ -138,8 +107,9 @@ class _ShapeQuery:
         self.found = found
         if not missing:
             return
-        sql = candidates_sql(columns, self.need_fixed, selected)
-        rows = await conn.fetch(sql, *self.parameters(missing))
+        rows = await snapshot.candidates(
+            columns, self.need_fixed, selected, self.parameters(missing)
+        )
         # Where each RULE_COLUMNS value sits in a row (2, 3, ...); None: not read, left "".
         places = [2 + selected.index(c) if c in selected else None for c in RULE_COLUMNS]
         built: dict[_RuleValues, Vulnerability] = {}
@@ -174,7 +144,7 @@ def _shape(matcher: Matcher) -> tuple[tuple[Constraint, ...], bool]:
 
 
 async def match_report(
-    pool: asyncpg.Pool,
+    store: MatcherStore,
     report: IndexReport,
     matchers: Sequence[Matcher],
     cache: CandidateCache | None = None,
@@ -208,12 +178,12 @@ async def match_report(
     if not shapes:
         return out
 
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with store.match_snapshot() as snapshot:
         if cache is not None:
             # The generation this snapshot sees: cached candidates must come from the same.
-            cache.use([(r[0], r[1], str(r[2])) for r in await conn.fetch(LATEST_REFS_SQL)])
+            cache.use(await snapshot.latest_refs())
         for query in shapes.values():
-            await query.fetch(conn, cache)
+            await query.fetch(snapshot, cache)
 
         matched: dict[str, dict[int, None]] = {}  # package id → ordered set of vuln ids
         failures: list[tuple[int, MatchError]] = []  # raised only if the vuln is current
@@ -238,16 +208,13 @@ async def match_report(
         wanted.update(v for v, _ in failures)
         if not wanted:
             return out
-        details = await conn.fetch(_DETAILS_SQL, sorted(wanted))
+        current = await snapshot.current(sorted(wanted))  # those of the newest operations
 
-    current = {r["id"]: r for r in details}  # only vulnerabilities of the newest operations
     for vuln_id, failure in failures:
         if vuln_id in current:
             raise failure
     affected_ids = {v for found in matched.values() for v in found}
-    out.vulnerabilities = {
-        str(v): vuln_from_row(current[v]) for v in sorted(current) if v in affected_ids
-    }
+    out.vulnerabilities = {str(v): current[v] for v in sorted(current) if v in affected_ids}
     for pkg_id, found in matched.items():
         present = [str(v) for v in found if v in current]
         if present:

@@ -23,7 +23,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import aiohttp
-import asyncpg
 
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
@@ -33,16 +32,7 @@ from clair_common.telemetry import traced
 from clair_common.tls import client_session
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.feed_status import FeedStatusLog
-from clair_matcher.ingest import (
-    KIND_ENRICHMENT,
-    KIND_VULNERABILITY,
-    collect_garbage,
-    latest_fingerprint,
-    record_status,
-    refresh_statistics,
-    update_enrichments,
-    update_vulnerabilities,
-)
+from clair_matcher.store import KIND_ENRICHMENT, KIND_VULNERABILITY, MatcherStore
 from clair_matcher.updaters import UnchangedType, Updater, UpdaterSetFactory
 from clair_matcher.updaters.registry import build_factories, discover
 
@@ -66,7 +56,7 @@ class RunReport:
 class UpdateScheduler:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: MatcherStore,
         locks: AdvisoryLocks,
         *,
         sets: Sequence[str],
@@ -84,7 +74,7 @@ class UpdateScheduler:
     ) -> None:
         """`updater_timeout` of zero: no deadline; `min_rate` of zero: no rate floor;
         `on_update` is called after each new update operation is stored."""
-        self.pool = pool
+        self.store = store
         self.locks = locks
         self.config = config
         self.period = period
@@ -116,13 +106,13 @@ class UpdateScheduler:
     def from_config(
         cls,
         cfg: MatcherView,
-        pool: asyncpg.Pool,
+        store: MatcherStore,
         locks: AdvisoryLocks,
         on_update: Callable[[], None] | None = None,
     ) -> UpdateScheduler:
         """From the matcher's view of the config (its `matcher` and `updaters` sections)."""
         return cls(
-            pool,
+            store,
             locks,
             sets=cfg.updaters.sets,
             config=cfg.updaters.config,
@@ -179,11 +169,11 @@ class UpdateScheduler:
         await asyncio.gather(*(run(u) for u in jobs))
         self.feed_status.run_finished()
         if "updated" in report.outcomes.values():
-            await refresh_statistics(self.pool)
+            await self.store.refresh_statistics()
         async with self.locks.try_hold("garbage-collection") as held:
             if held:
                 try:
-                    remaining = await collect_garbage(self.pool, self.retention)
+                    remaining = await self.store.collect_garbage(self.retention)
                     report.gc_ran = True
                     if remaining:
                         log.info("gc: %d old update operations left for later runs", remaining)
@@ -202,16 +192,11 @@ class UpdateScheduler:
             known = self._discovered.get(name)
             if known is None:  # none since start: the rows named after the set
                 with contextlib.suppress(Exception):
-                    rows = await self.pool.fetch(
-                        "SELECT updater_name FROM updater_status"
-                        " WHERE starts_with(updater_name, $1) AND updater_name <> $1",
-                        name,
-                    )
-                    known = [row["updater_name"] for row in rows]
+                    known = await self.store.status_names_under(name)
             for updater in [name, *(known or [])]:
                 with contextlib.suppress(Exception):
-                    prev = await latest_fingerprint(self.pool, updater, KIND_VULNERABILITY)
-                    await record_status(self.pool, updater, fingerprint=prev, error=error)
+                    prev = await self.store.latest_fingerprint(updater, KIND_VULNERABILITY)
+                    await self.store.record_status(updater, fingerprint=prev, error=error)
 
     @traced("update run")
     async def run_updater(
@@ -225,7 +210,7 @@ class UpdateScheduler:
             deadline = asyncio.timeout(self.updater_timeout)
             try:
                 kind = KIND_ENRICHMENT if isinstance(updater, Enricher) else KIND_VULNERABILITY
-                prev = await latest_fingerprint(self.pool, updater.name, kind)
+                prev = await self.store.latest_fingerprint(updater.name, kind)
                 client = counting_session(
                     counter, timeout=_CLIENT_TIMEOUT, headers={"User-Agent": USER_AGENT}
                 )
@@ -242,7 +227,7 @@ class UpdateScheduler:
                 if report is not None:
                     report.errors[updater.name] = reason
                 with contextlib.suppress(Exception):
-                    await record_status(self.pool, updater.name, fingerprint=prev, error=reason)
+                    await self.store.record_status(updater.name, fingerprint=prev, error=reason)
                 return "failed"
 
     async def _update(
@@ -256,23 +241,23 @@ class UpdateScheduler:
             updater.fetch(client, prev), counter, self.min_rate, self.rate_window
         )
         if isinstance(fetched, UnchangedType):
-            await record_status(self.pool, updater.name, fingerprint=prev, error=None)
+            await self.store.record_status(updater.name, fingerprint=prev, error=None)
             self.feed_status.succeeded(updater.name)
             return "unchanged"
         try:
             if isinstance(updater, Enricher):
-                result = await update_enrichments(
-                    self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                result = await self.store.update_enrichments(
+                    updater.name, fetched.fingerprint, updater.parse(fetched)
                 )
             else:
-                result = await update_vulnerabilities(
-                    self.pool, updater.name, fetched.fingerprint, updater.parse(fetched)
+                result = await self.store.update_vulnerabilities(
+                    updater.name, fetched.fingerprint, updater.parse(fetched)
                 )
         finally:
             await asyncio.to_thread(fetched.discard)
         if self.on_update is not None:
             self.on_update()
-        await record_status(self.pool, updater.name, fingerprint=fetched.fingerprint, error=None)
+        await self.store.record_status(updater.name, fingerprint=fetched.fingerprint, error=None)
         self.feed_status.succeeded(updater.name)
         log.info(
             "updater %s: new update operation %s (%d records, %d new)",

@@ -31,10 +31,8 @@ from clair_common.vulnerable import Matcher, default_matchers
 from clair_matcher.candidates import CandidateCache
 from clair_matcher.enrichers import Enricher, default_enrichers
 from clair_matcher.enrichment import enrich_report
-from clair_matcher.ingest import KIND_ENRICHMENT
-from clair_matcher.latest import LatestRefs
 from clair_matcher.matching import match_report
-from clair_matcher.store import MatcherStore
+from clair_matcher.store import KIND_ENRICHMENT, MatcherStore
 
 
 class ReportNotFinished(LookupError):
@@ -126,7 +124,7 @@ class MatcherService:
             CandidateCache(candidate_cache_rows) if candidate_cache_rows > 0 else None
         )
         self._initialized = False
-        self._latest = LatestRefs(store.pool, store.latest_refs)
+        self._latest = store.held_latest_refs()
         # None: every matcher, as Clair does when `matchers.names` is unset.
         self.matchers: Sequence[Matcher] = (
             default_matchers() if matchers is None else list(matchers)
@@ -157,13 +155,13 @@ class MatcherService:
         `refs` (`latest_refs()`, if the caller has them) spare the lookups of enrichers whose
         updater has stored nothing yet.
         """
-        out = await match_report(self.store.pool, report, self.matchers, self.candidate_cache)
+        out = await match_report(self.store, report, self.matchers, self.candidate_cache)
         enrichers = self.enrichers
         if refs is not None:
             stored = {updater for kind, updater, _ in refs if kind == KIND_ENRICHMENT}
             enrichers = [e for e in enrichers if e.name in stored]
         if enrichers:
-            out.enrichments = await enrich_report(self.store.pool, out, enrichers)
+            out.enrichments = await enrich_report(self.store, out, enrichers)
         return out
 
     async def report_inputs(self, digest: str) -> ReportInputs | None:

@@ -16,7 +16,7 @@ Parse (one record per vulnerability and product status, `rhel_vex_records.py` ru
 relationships or the purl's `rpmmod`. Container (`pkg:oci`) products give records of the
 image's repository path in the Red Hat Container Catalog repository, fixed at the purl's
 `tag`, for the rhcc matcher (`rhel_vex_rhcc.py`). Documents marked deleted (and documents
-without records) replace their earlier records with nothing (ingest.DeltaRecords).
+without records) replace their earlier records with nothing (store.DeltaRecords).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import orjson
 
 from clair_common.config.duration import coerce_duration
 from clair_common.models import Vulnerability
-from clair_matcher.ingest import DeltaRecords
+from clair_matcher.store import DeltaRecords
 from clair_matcher.updaters.base import (
     CHUNK,
     ConfigProblem,

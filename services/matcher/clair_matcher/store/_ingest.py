@@ -1,4 +1,4 @@
-"""All write SQL of updater runs: snapshots of vulnerabilities, updater status, retention GC.
+"""Storing updater runs: snapshots of vulnerabilities and enrichments as update operations.
 
 An update is one transaction (clair-api.md 7.1): create the update operation, store the
 records in batches deduplicated by content hash, link every record of the snapshot to the new
@@ -16,66 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
 from typing import Any
 
 import asyncpg
-import orjson
 
 from clair_common.db.locks import lock_key
-from clair_common.models import ZERO_TIME, Vulnerability
+from clair_common.models import Vulnerability
+from clair_matcher.store._rows import ROW_COLUMNS, STAGE_COLUMNS, Row, enrichment_row, vuln_row
 
 log = logging.getLogger("clair.matcher.ingest")
 
 BATCH_SIZE = 10_000
 BATCHES_AHEAD = 2  # built by the worker thread while the database stores the current one
-GC_THROTTLE = 50
 KIND_VULNERABILITY = "vulnerability"
+KIND_ENRICHMENT = "enrichment"
 # Link tables have no foreign keys (see the migration), so an update that links an existing
 # row and a GC deleting that row as unlinked must not overlap.
 LINKING_LOCK = lock_key("matcher:linking")
 
-# Content columns of `vuln` (all but id and updater), in row order after the hash.
-STAGE_COLUMNS = (
-    "hash",
-    "name",
-    "description",
-    "issued",
-    "links",
-    "severity",
-    "normalized_severity",
-    "package_name",
-    "package_version",
-    "package_module",
-    "package_arch",
-    "package_kind",
-    "dist_id",
-    "dist_name",
-    "dist_version",
-    "dist_version_code_name",
-    "dist_version_id",
-    "dist_arch",
-    "dist_cpe",
-    "dist_pretty_name",
-    "repo_name",
-    "repo_key",
-    "repo_uri",
-    "fixed_in_version",
-    "arch_operation",
-    "version_kind",
-    "vulnerable_range",
-)
-# A row is (updater, *STAGE_COLUMNS): a tuple of atoms, which the cyclic garbage collector
-# stops tracking (lists of a million rows in flight made it a third of the parse cost).
-Row = tuple[Any, ...]
-ROW_COLUMNS = ("updater", *STAGE_COLUMNS)
 _STAGE_LIST = ", ".join(STAGE_COLUMNS)
 
 # Hands out one id per new row and links them all to the operation in the same statement
@@ -225,76 +188,6 @@ class IngestResult:
     records: int  # rows staged (records without a package name are not counted)
     inserted: int  # rows new to `vuln`
     linked: int  # distinct vulns linked to the new operation
-
-
-@lru_cache(maxsize=4096)
-def _timestamp(text: str) -> datetime | None:
-    if not text or text == ZERO_TIME:
-        return None
-    return datetime.fromisoformat(text)
-
-
-def _range_json(value: dict[str, str] | None) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if value else ""
-
-
-_NO_DIST = ("",) * 8
-_NO_REPO = ("",) * 3
-
-
-def vuln_row(v: Vulnerability, updater: str) -> Row | None:
-    """The row of one record (see ROW_COLUMNS); None when it names no package."""
-    pkg = v.package
-    if pkg is None or not pkg.name:
-        return None
-    d, r = v.distribution, v.repository
-    dist = (
-        _NO_DIST
-        if d is None
-        else (
-            d.did,
-            d.name,
-            d.version,
-            d.version_code_name,
-            d.version_id,
-            d.arch,
-            d.cpe,
-            d.pretty_name,
-        )
-    )
-    repo = _NO_REPO if r is None else (r.name, r.key, r.uri)
-    # Every identity field (clair-api.md 4.2), plus the updater so that two feeds never
-    # share a row; NUL-separated so that adjacent fields cannot run together.
-    identity = (
-        updater,
-        v.name,
-        v.description,
-        v.issued,
-        v.links,
-        v.severity,
-        v.normalized_severity,
-        pkg.name,
-        pkg.version,
-        pkg.module,
-        pkg.arch,
-        pkg.kind,
-        *dist,
-        *repo,
-        v.fixed_in_version,
-        v.arch_op,
-        "",
-        _range_json(v.range),
-    )
-    digest = hashlib.blake2b("\0".join(identity).encode(), digest_size=16).digest()
-    return (
-        updater,
-        digest,
-        v.name,
-        v.description,
-        _timestamp(v.issued),
-        *identity[4:-1],
-        v.range or None,
-    )
 
 
 def _rows(batch: Iterable[Vulnerability], updater: str) -> tuple[list[Row], int]:
@@ -467,106 +360,7 @@ async def update_vulnerabilities(
     return IngestResult(str(uo["ref"]), uo["id"], records, inserted, linked)
 
 
-async def latest_fingerprint(
-    pool: asyncpg.Pool, updater: str, kind: str = KIND_VULNERABILITY
-) -> str:
-    """Fingerprint of the updater's newest operation ("" when it has none)."""
-    value = await pool.fetchval(
-        "SELECT u.fingerprint FROM latest_update_operation l"
-        " JOIN update_operation u ON u.id = l.uo_id WHERE l.updater = $1 AND l.kind = $2",
-        updater,
-        kind,
-    )
-    return str(value) if value is not None else ""
-
-
-async def record_status(
-    pool: asyncpg.Pool, updater: str, *, fingerprint: str, error: str | None
-) -> None:
-    """One row per updater: the last attempt, and the last success when this one succeeded."""
-    ok = error is None
-    await pool.execute(
-        "INSERT INTO updater_status AS s (updater_name, last_attempt, last_success,"
-        " last_run_succeeded, last_attempt_fingerprint, last_error)"
-        " VALUES ($1, now(), CASE WHEN $2 THEN now() END, $2, $3, $4)"
-        " ON CONFLICT (updater_name) DO UPDATE SET last_attempt = EXCLUDED.last_attempt,"
-        " last_success = COALESCE(EXCLUDED.last_success, s.last_success),"
-        " last_run_succeeded = EXCLUDED.last_run_succeeded,"
-        " last_attempt_fingerprint = EXCLUDED.last_attempt_fingerprint,"
-        " last_error = EXCLUDED.last_error",
-        updater,
-        ok,
-        fingerprint,
-        error or "",
-    )
-
-
-# Rows lose their last link only when operations are deleted: the scan for unlinked rows (a
-# pass over all of `vuln`) runs after deletions, or when an earlier one was skipped here.
-_unlinked_scan_owed = False
-
-
-async def refresh_statistics(pool: asyncpg.Pool) -> None:
-    """VACUUM (ANALYZE) what matching reads, once an update has added rows.
-
-    The candidate queries are index-only scans (migration 002) only over pages VACUUM has
-    marked all-visible, which freshly COPYed rows are not; autovacuum would get there minutes
-    later. SKIP_LOCKED: a replica already vacuuming them does the job for both.
-    """
-    try:
-        async with pool.acquire() as conn:
-            await conn.execute("VACUUM (ANALYZE, SKIP_LOCKED) vuln, uo_vuln, enrichment, uo_enrich")
-    except asyncpg.PostgresError as exc:  # e.g. not the owner: only slower matching
-        log.warning("vacuum after update failed: %s", exc)
-
-
-async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC_THROTTLE) -> int:
-    """Keeps the newest `retention` operations per updater and kind, deleting at most
-    `throttle` older ones per call (oldest first), then rows no operation links any more.
-    Returns how many eligible operations remain; retention 0 turns GC off."""
-    global _unlinked_scan_owed
-    if retention <= 0:
-        return 0
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            eligible = await conn.fetch(
-                "SELECT id FROM (SELECT id, row_number() OVER"
-                " (PARTITION BY updater, kind ORDER BY id DESC) AS rn FROM update_operation) r"
-                " WHERE rn > $1 AND id NOT IN (SELECT uo_id FROM latest_update_operation)"
-                " ORDER BY id",
-                retention,
-            )
-            doomed = [r["id"] for r in eligible[:throttle]]
-            if doomed:
-                await conn.execute("DELETE FROM update_operation WHERE id = ANY($1)", doomed)
-                _unlinked_scan_owed = True
-        if not _unlinked_scan_owed:
-            return len(eligible)
-        async with conn.transaction():
-            # Skipped while an update is in flight (it may be linking these rows); the next
-            # collection gets them.
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LINKING_LOCK):
-                log.debug("gc: updates in flight; unlinked rows left for the next run")
-                return len(eligible) - len(doomed)
-            vulns = await conn.execute(
-                "DELETE FROM vuln v WHERE NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
-            )
-            enrichments = await conn.execute(
-                "DELETE FROM enrichment e"
-                " WHERE NOT EXISTS (SELECT 1 FROM uo_enrich l WHERE l.enrich = e.id)"
-            )
-        _unlinked_scan_owed = False
-    log.debug(
-        "gc: deleted %d operations, %s vulns, %s enrichments",
-        len(doomed),
-        vulns.split()[-1],
-        enrichments.split()[-1],
-    )
-    return len(eligible) - len(doomed)
-
-
 # -- enrichments ---------------------------------------------------------------------------
-KIND_ENRICHMENT = "enrichment"
 EnrichmentRow = tuple[Sequence[str], Any]  # (tags, JSON value): an enricher's record
 
 _CREATE_ENRICH_STAGE = (
@@ -592,16 +386,6 @@ WITH known AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM fresh) AS inserted, (SELECT count(*) FROM linked) AS linked
 """
-
-
-def enrichment_row(tags: Sequence[str], data: Any, updater: str) -> tuple[bytes, list[str], Any]:
-    """The staged row of one record, content hash first (updater, tags and canonical JSON)."""
-    tag_list = [str(t) for t in tags]
-    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.blake2b(
-        b"\0".join([updater.encode(), "\x1f".join(tag_list).encode(), body]), digest_size=16
-    ).digest()
-    return digest, tag_list, data
 
 
 async def _enrichment_batches(
