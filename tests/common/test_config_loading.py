@@ -379,3 +379,30 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     with pytest.raises(ConfigError, match=r"absent\.yaml: cannot read: No such file or directory$"):
         load_config(path, environ={})
+
+
+def test_env_is_a_settings_source_over_the_file(tmp_path: Path) -> None:
+    """The model is pydantic-settings': the environment lies over the file's document, a whole
+    section given as one variable merges like a merge-patch drop-in (`null` removes a key), and a
+    key below a scalar is refused naming the variable."""
+    path = write(
+        tmp_path / "config.yaml",
+        "indexer:\n  connstring: host=db\n  airgap: true\nlog_level: debug\n",
+    )
+    env = {"CLAIR_INDEXER": "{migrations: true, airgap: null}", "CLAIR_INDEXER__AIRGAP": "false"}
+    cfg = load_config(path, environ=env)
+    assert (cfg.indexer.connstring, cfg.indexer.migrations) == ("host=db", True)
+    assert cfg.indexer.airgap is False
+    cfg = load_config(path, environ={"CLAIR_INDEXER": "{airgap: null}"})
+    assert (cfg.indexer.connstring, cfg.indexer.airgap) == ("host=db", False)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"CLAIR_LOG_LEVEL__X": "1", "CLAIR_BOGUS__X": "1"})
+    assert info.value.problems == (
+        "CLAIR_LOG_LEVEL__X: cannot set log_level.x: log_level is not an object",
+    )
+    with pytest.raises(ConfigError, match=r"bogus: unknown key \(from CLAIR_BOGUS__X\)$"):
+        load_config(path, environ={"CLAIR_BOGUS__X": "1"})
+    with pytest.raises(ConfigError, match=r"^CLAIR_INDEXER____X: malformed override name"):
+        load_config(path, environ={"CLAIR_INDEXER____X": "1"})
+    # Outside a load, validating a document reads no environment at all.
+    assert validate_document({}, "c.yaml") == default_config()

@@ -14,7 +14,6 @@ from clair_common.config.documents import merged_document
 from clair_common.config.duration import GoDuration, format_go_duration, parse_go_duration
 from clair_common.config.errors import ConfigError
 from clair_common.config.loader import (
-    apply_env_overrides,
     default_config,
     dump_config,
     load_config,
@@ -78,7 +77,6 @@ __all__ = [
     "Trace",
     "Updaters",
     "Webhook",
-    "apply_env_overrides",
     "connstring_problems",
     "default_config",
     "dump_config",

@@ -3,6 +3,11 @@
 Clair decodes durations with Go's `time.ParseDuration` ("6h", "1h30m", "1.5h", "500ms", "0"); a
 JSON number is taken as nanoseconds because the Go type is an int64 underneath. Python's
 `timedelta` has microsecond resolution, so sub-microsecond remainders are truncated.
+
+Written here rather than taken from `durationpy`, which rounds sub-microsecond remainders where
+Go truncates, accepts durations past Go's int64 range ("3000000h"), words its errors differently
+(they reach the user naming the key) and prints "6h" where Go, and so `check-config`, prints
+"6h0m0s".
 """
 
 from __future__ import annotations

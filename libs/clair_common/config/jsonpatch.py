@@ -2,12 +2,18 @@
 
 Documents are plain JSON values (dict, list, str, int, float, bool, None). Inputs are never
 mutated: both functions return new documents.
+
+Merge patches are the `json-merge-patch` library's. JSON patches are applied here: the
+`jsonpatch` library's `test` operation takes `1` and `true` as equal (Python equality) where JSON,
+and so Clair's Go patcher, does not, and its errors name neither the operation nor its index.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+import json_merge_patch
 
 __all__ = ["PatchError", "apply_json_patch", "merge_patch"]
 
@@ -18,15 +24,8 @@ class PatchError(ValueError):
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """Apply an RFC 7386 merge patch: objects merge recursively, `null` deletes a member."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+    # The library merges into its first argument and keeps the patch's objects: copy both.
+    return json_merge_patch.merge(copy.deepcopy(target), copy.deepcopy(patch))
 
 
 def _parse_pointer(pointer: Any) -> list[str]:

@@ -14,11 +14,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clair_common.config.base import TLS, ConfigModel, check_host_port, config_problem
 from clair_common.config.duration import GoDuration
+from clair_common.config.environment import (
+    DELIMITER,
+    PREFIX,
+    ClairEnvSource,
+    current_request,
+)
 from clair_common.config.notifier import Notifier
+from clair_common.config.removed import strip_removed_keys
 from clair_common.config.telemetry import Metrics, Trace
 
 __all__ = [
@@ -298,8 +306,19 @@ class SharedConfig(ConfigModel):
         return value
 
 
-class Config(SharedConfig):
-    """A whole Clair config file."""
+class Config(BaseSettings, SharedConfig):
+    """A whole Clair config file, as pydantic settings: the file's document (with drop-ins, given
+    as init values) under the `CLAIR_<SECTION>__<KEY>` environment (environment.py), over
+    Clair's defaults. The environment is the one `environment.loading` names (none outside it).
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        validate_default=False,
+        env_prefix=PREFIX,
+        env_nested_delimiter=DELIMITER,
+        case_sensitive=True,
+    )
 
     indexer: Indexer = Field(default_factory=Indexer)
     matcher: Matcher = Field(default_factory=Matcher)
@@ -309,12 +328,32 @@ class Config(SharedConfig):
     # Warnings for keys of earlier Clair releases found in the file and ignored (removed.py).
     _removed_keys: list[str] = PrivateAttr(default_factory=list)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: the environment over the file's document (the init values).
+        return ClairEnvSource(settings_cls, current_request()), init_settings
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _without_removed_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Config]) -> Config:
+        """Keys earlier Clair releases knew are dropped before validation, kept as warnings."""
+        removed: list[str] = []
+        if isinstance(data, dict):
+            data, removed = strip_removed_keys(data)
+        cfg = handler(data)
+        cfg._removed_keys = removed
+        return cfg
+
     @property
     def removed_keys(self) -> list[str]:
         return list(self._removed_keys)
-
-    def note_removed_keys(self, warnings: list[str]) -> None:
-        self._removed_keys = list(warnings)
 
     @model_validator(mode="after")
     def _cross_section_defaults(self) -> Config:
