@@ -6,11 +6,14 @@ import functools
 import logging
 import platform
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -103,16 +106,21 @@ R = TypeVar("R")
 _TRACER = trace.get_tracer("clair")
 
 
+def tracing() -> bool:
+    """Whether spans are recorded (an SDK provider is set); a type check, cheap enough for
+    hot paths, which skip building spans and their attributes when nobody records them."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 def traced(
     name: str,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    """Run the decorated coroutine in a span named `name` when tracing exports (a check of
-    the provider's type otherwise: the hot paths pay nothing for spans nobody records)."""
+    """Run the decorated coroutine in a span named `name` when tracing exports."""
 
     def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(function)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            if not tracing():
                 return await function(*args, **kwargs)
             with _TRACER.start_as_current_span(name):
                 return await function(*args, **kwargs)
@@ -120,6 +128,29 @@ def traced(
         return wrapper
 
     return decorate
+
+
+def annotate(attributes: Mapping[str, str]) -> None:
+    """Set attributes on the current span, when tracing exports."""
+    if tracing():
+        trace.get_current_span().set_attributes(dict(attributes))
+
+
+def current_context() -> Context | None:
+    """The caller's trace context to hand to a worker thread (which does not inherit it)."""
+    return otel_context.get_current() if tracing() else None
+
+
+@contextmanager
+def span(
+    name: str, attributes: Mapping[str, str] | None = None, parent: Context | None = None
+) -> Iterator[None]:
+    """A span named `name` under `parent` (default: the current span) when tracing exports."""
+    if not tracing():
+        yield
+        return
+    with _TRACER.start_as_current_span(name, context=parent, attributes=attributes):
+        yield
 
 
 def start_metrics_push(metrics_cfg: Any, mode: str) -> Any:

@@ -28,16 +28,29 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from clair_indexer.scanners import default_scanners
 from tests.common.test_dropin_configs import keyword_form
 from tests.fixtures.images import build_layer, sha256_digest
 from tests.fixtures.server import clair_server, free_port, wait_ready
 
 DIGEST = "sha256:" + "ab" * 32
+SCANNERS = {s.name for s in default_scanners()}
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    name: str
+    attributes: dict[str, str]
 
 
 @dataclass
 class Received:
     spans: list[tuple[str, str, str]] = field(default_factory=list)  # (service, trace id, name)
+    full: list[ReceivedSpan] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -54,6 +67,21 @@ class Received:
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self.spans.append((service, span.trace_id.hex(), span.name))
+                        attributes = {a.key: a.value.string_value for a in span.attributes}
+                        self.full.append(
+                            ReceivedSpan(
+                                service,
+                                span.trace_id.hex(),
+                                span.span_id.hex(),
+                                span.parent_span_id.hex(),
+                                span.name,
+                                attributes,
+                            )
+                        )
+
+    def all_named(self, name: str) -> list[ReceivedSpan]:
+        with self.lock:
+            return [s for s in self.full if s.name == name]
 
     def named(self, name: str, traces: set[str]) -> bool:
         with self.lock:
@@ -226,5 +254,16 @@ def test_one_trace_spans_matcher_and_indexer(
         assert received.named("match report", shared), received.spans
         # Indexing's own steps are spans of the POST's trace.
         indexer_traces = received.traces_by_service().get("clairv4/indexer", set())
-        for step in ("index manifest", "fetch and scan layer", "store index report"):
+        steps = ("index manifest", "fetch and scan layer", "fetch layer", "read layer")
+        for step in (*steps, "coalesce", "store layer", "store index report"):
             assert received.named(step, indexer_traces), (step, received.spans)
+        # One span per scanner under the layer's span, naming the scanner and the layer.
+        (layer_span,) = received.all_named("fetch and scan layer")
+        scans = received.all_named("scan layer")
+        assert {s.attributes["scanner.name"] for s in scans} == SCANNERS, scans
+        for scan in scans:
+            assert scan.trace_id == layer_span.trace_id
+            assert scan.parent_id == layer_span.span_id, (scan, layer_span)
+            assert scan.attributes["layer.digest"] == sha256_digest(LAYER)
+            assert scan.attributes["scanner.version"]
+            assert scan.attributes["scanner.kind"] in ("package", "distribution", "repository")

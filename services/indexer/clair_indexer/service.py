@@ -23,7 +23,7 @@ from clair_common.models import (
     Manifest,
     Vulnerability,
 )
-from clair_common.telemetry import traced
+from clair_common.telemetry import current_context, span, traced, tracing
 from clair_indexer.affected import affected_manifests
 from clair_indexer.coalesce import CoalescedLayer, coalesce
 from clair_indexer.fetch import FetchError, LayerFetcher
@@ -213,7 +213,8 @@ class IndexerService:
                 CoalescedLayer(layer.hash, artifacts[lid])
                 for layer, lid in zip(manifest.layers, layer_ids, strict=True)
             ]
-            final, index_rows = coalesce(manifest.hash, layers, ecosystems)
+            with span("coalesce"):
+                final, index_rows = coalesce(manifest.hash, layers, ecosystems)
 
             final.state = IndexState.FINISHED
             final.success = True
@@ -266,13 +267,17 @@ class IndexerService:
             return any(w(path) for w in wants)
 
         prober = probe_chain([r.scanner for r in scanners if r.scanner is not None])
+        parent = current_context()  # the worker thread below does not inherit it
 
         def scan(blob: BinaryIO) -> tuple[list[ScanOutput], tuple[list[str], list[str]]]:
-            contents = read_layer(blob, wanted, prober=prober)
+            # One span for the walk and one per scanner, never per file: the walk is hot.
+            with span("read layer", {"layer.digest": layer.hash}, parent):
+                contents = read_layer(blob, wanted, prober=prober)
             outputs = []
             for r in scanners:
                 assert r.scanner is not None
-                result = r.scanner.scan(contents)
+                with span("scan layer", _scanner_attributes(r.row, layer), parent):
+                    result = r.scanner.scan(contents)
                 outputs.append(
                     ScanOutput(r.id, result.packages, result.distributions, result.repositories)
                 )
@@ -293,6 +298,17 @@ class IndexerService:
 
     async def affected_manifests(self, vulns: Sequence[Vulnerability]) -> AffectedManifests:
         return await affected_manifests(self.store, vulns)
+
+
+def _scanner_attributes(row: ScannerRow, layer: Layer) -> dict[str, str] | None:
+    if not tracing():
+        return None
+    return {
+        "scanner.name": row.name,
+        "scanner.version": row.version,
+        "scanner.kind": row.kind,
+        "layer.digest": layer.hash,
+    }
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -28,7 +28,7 @@ from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.errors import one_line
 from clair_common.progress import ByteCounter, TooSlow, at_least, counting_session
-from clair_common.telemetry import traced
+from clair_common.telemetry import annotate, traced
 from clair_common.tls import client_session
 from clair_matcher.enrichers import ENRICHMENT_SETS, Enricher, build_enrichers
 from clair_matcher.feed_status import FeedStatusLog
@@ -202,6 +202,7 @@ class UpdateScheduler:
     async def run_updater(
         self, updater: Updater | Enricher, report: RunReport | None = None
     ) -> Outcome:
+        annotate({"updater": updater.name})
         async with self.locks.try_hold(f"updater:{updater.name}") as held:
             if not held:
                 return "skipped"

@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from clair_common.models import Layer, ModelError, parse_digest
+from clair_common.telemetry import span
 from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
 from clair_indexer.fetch._cache import BlobCache, Entry, FetchedLayer
 from clair_indexer.fetch._download import Downloader
@@ -144,6 +145,11 @@ class LayerFetcher:
         self._cache.evict()
 
     async def _fetch(self, layer: Layer, tap: StreamTap | None) -> FetchedLayer:
+        # Not the URI: registries sign layer URLs with tokens in the query string.
+        with span("fetch layer", {"layer.digest": layer.hash}):
+            return await self._fetch_or_share(layer, tap)
+
+    async def _fetch_or_share(self, layer: Layer, tap: StreamTap | None) -> FetchedLayer:
         try:
             digest = parse_digest(layer.hash, "layer hash")
         except ModelError as exc:
