@@ -142,6 +142,22 @@ def test_index_report_request_concurrency() -> None:
     assert given.index_report_request_limit == 3
 
 
+def test_host_shares_default_to_half_of_their_slots() -> None:
+    def indexer(**keys: int) -> Any:
+        return validate({"indexer": keys}).indexer
+
+    shares = indexer(index_report_request_concurrency=5, layer_scan_concurrency=3)
+    assert (shares.index_report_host_concurrency, shares.layer_host_concurrency) == (3, 2)
+    one = indexer(index_report_request_concurrency=1, layer_scan_concurrency=1)
+    assert (one.index_report_host_concurrency, one.layer_host_concurrency) == (1, 1)
+    unlimited = indexer(index_report_request_concurrency=-1)
+    assert unlimited.index_report_host_concurrency == UNLIMITED
+    off = indexer(index_report_host_concurrency=-3, layer_host_concurrency=-1)
+    assert (off.index_report_host_concurrency, off.layer_host_concurrency) == (UNLIMITED,) * 2
+    given = indexer(index_report_host_concurrency=7, layer_host_concurrency=9)
+    assert (given.index_report_host_concurrency, given.layer_host_concurrency) == (7, 9)
+
+
 def test_layer_scan_concurrency_zero_is_ten() -> None:
     assert validate({"indexer": {"layer_scan_concurrency": 0}}).indexer.layer_scan_concurrency == 10
     assert validate({"indexer": {"layer_scan_concurrency": 3}}).indexer.layer_scan_concurrency == 3

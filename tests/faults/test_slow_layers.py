@@ -25,6 +25,9 @@ LIMITS = {
     "layer_min_rate": 1000,
     "layer_rate_window": "1s",
     "index_report_request_concurrency": 4,
+    # One host serves every layer here: these tests show the floor alone, without per-host
+    # shares of the slots (tests/faults/test_host_slots.py shows those).
+    "index_report_host_concurrency": -1,
 }
 
 

@@ -113,6 +113,13 @@ class Indexer(ConfigModel):
     layer_scan_concurrency: int = DEFAULT_LAYER_SCAN_CONCURRENCY
     # 0 becomes usable CPUs x 4; a negative value becomes UNLIMITED (-1).
     index_report_request_concurrency: int = 0
+    # Not in Clair: index requests downloading from one layer host (host:port of the layer
+    # URI) at once, past which that host's requests get 429; 0 becomes half of
+    # index_report_request_concurrency (rounded up), a negative value UNLIMITED.
+    index_report_host_concurrency: int = 0
+    # Not in Clair: layer downloads from one host at once (the others wait without holding a
+    # scan slot); 0 becomes half of layer_scan_concurrency (rounded up), negative UNLIMITED.
+    layer_host_concurrency: int = 0
     migrations: bool = False
     # Outbound connections only to loopback/private addresses.
     airgap: bool = False
@@ -147,6 +154,15 @@ class Indexer(ConfigModel):
             self.index_report_request_concurrency = _usable_cpus() * 4
         elif self.index_report_request_concurrency < 0:
             self.index_report_request_concurrency = UNLIMITED
+        if self.index_report_host_concurrency == 0:
+            requests = self.index_report_request_concurrency
+            self.index_report_host_concurrency = UNLIMITED if requests < 0 else (requests + 1) // 2
+        elif self.index_report_host_concurrency < 0:
+            self.index_report_host_concurrency = UNLIMITED
+        if self.layer_host_concurrency == 0:
+            self.layer_host_concurrency = (self.layer_scan_concurrency + 1) // 2
+        elif self.layer_host_concurrency < 0:
+            self.layer_host_concurrency = UNLIMITED
         return self
 
     @property

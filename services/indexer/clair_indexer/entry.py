@@ -17,6 +17,7 @@ from clair_common.http.routes import Operation
 from clair_common.runtime import ServiceContext
 from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
 from clair_indexer.fetch import FetchPolicy, LayerFetcher
+from clair_indexer.host_slots import HostGate, HostQuota
 from clair_indexer.scanners import default_scanners
 from clair_indexer.service import IndexerService
 from clair_indexer.store import IndexerStore
@@ -47,6 +48,10 @@ def concurrency_middleware(limit: int | None) -> Middleware:
     )
 
 
+def _limit(value: int) -> int | None:
+    return value if value > 0 else None
+
+
 async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     cfg = ctx.config.indexer
     if ctx.migrations:
@@ -72,6 +77,8 @@ async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
         default_scanners(cfg.scanner, airgap=bool(cfg.airgap)),
         layer_scan_concurrency=cfg.layer_scan_concurrency,
         max_manifest_layers=cfg.max_manifest_layers,
+        host_quota=HostQuota(_limit(cfg.index_report_host_concurrency)),
+        host_gate=HostGate(_limit(cfg.layer_host_concurrency)),
     )
     await service.start()
     limit = cfg.index_report_request_concurrency

@@ -11,6 +11,7 @@ from clair_common.http.handlers import json_response, path_digest, read_json
 from clair_common.http.negotiate import if_none_match, negotiate
 from clair_common.http.validate import check_body
 from clair_common.models import Manifest, ModelError, Vulnerability, is_digest
+from clair_indexer.host_slots import HostBusy
 from clair_indexer.service import IndexerService, IndexFailed
 
 PREFIX = "/indexer/api/v1"
@@ -50,6 +51,8 @@ async def post_index_report(request: Request, service: IndexerService) -> Respon
     except IndexFailed as err:
         status = 400 if err.client_error else 500
         raise APIError(status, f"failed to start scan: {err}") from err
+    except HostBusy as err:
+        raise APIError(429, str(err)) from err
     headers = {
         "ETag": etag,
         "Location": f"{PREFIX}/index_report/{manifest.hash}",

@@ -27,6 +27,7 @@ from clair_common.telemetry import current_context, span, traced, tracing
 from clair_indexer.affected import affected_manifests
 from clair_indexer.coalesce import CoalescedLayer, coalesce
 from clair_indexer.fetch import FetchError, LayerFetcher
+from clair_indexer.host_slots import HostGate, HostQuota, layer_host
 from clair_indexer.layer import LayerFormatError, read_layer
 from clair_indexer.scanners import Scanner, detector
 from clair_indexer.scanners.base import probe_chain
@@ -88,7 +89,11 @@ class IndexerService:
         *,
         layer_scan_concurrency: int = 10,
         max_manifest_layers: int | None = None,
+        host_quota: HostQuota | None = None,
+        host_gate: HostGate | None = None,
     ) -> None:
+        """`host_quota` shares index requests out per layer host (HostBusy past a share),
+        `host_gate` layer downloads (see `clair_indexer.host_slots`); None: no shares."""
         self.store = store
         # None or below 1: no limit on the layers of a posted manifest.
         self.max_manifest_layers = (
@@ -101,6 +106,8 @@ class IndexerService:
         self._state = index_state([*self._rows, WHITEOUT_SCANNER])
         self._registered: list[_Registered] = []
         self._scan_slots = asyncio.Semaphore(max(1, layer_scan_concurrency))
+        self._host_quota = host_quota or HostQuota(None)
+        self._host_gate = host_gate or HostGate(None)
         self._reports: BoundedCache[str, _HeldReport] = BoundedCache(
             REPORT_CACHE_BYTES, _HeldReport.cost
         )
@@ -133,14 +140,16 @@ class IndexerService:
         if done is not None:
             SCANNED_MANIFESTS.inc("true")
             return done
-        async with self.locks.hold(f"manifest:{manifest.hash}"):
-            # Another task or replica may have finished it while we waited for the lock.
-            done = await self._finished(manifest.hash)
-            SCANNED_MANIFESTS.inc("false" if done is None else "true")
-            if done is not None:
-                return done
-            report = await self._run(manifest)
-            return orjson.dumps(report.to_json())
+        hosts = {layer_host(layer.uri) for layer in manifest.layers}
+        with self._host_quota.claim(hosts):
+            async with self.locks.hold(f"manifest:{manifest.hash}"):
+                # Another task or replica may have finished it while we waited for the lock.
+                done = await self._finished(manifest.hash)
+                SCANNED_MANIFESTS.inc("false" if done is None else "true")
+                if done is not None:
+                    return done
+                report = await self._run(manifest)
+                return orjson.dumps(report.to_json())
 
     async def index_encoded(self, manifest: Manifest, encoding: str | None) -> tuple[bytes, bool]:
         """The report compressed with `encoding` (None: identity) and whether it is.
@@ -283,7 +292,8 @@ class IndexerService:
                 )
             return outputs, (sorted(contents.whiteouts), sorted(contents.opaque_dirs))
 
-        async with self._scan_slots:
+        # The host's turn first: layers waiting on a busy host must not hold scan slots.
+        async with self._host_gate.hold(layer_host(layer.uri)), self._scan_slots:
             outputs, whiteouts = await self.fetcher.fetch_through(layer, scan)
         whiteout_id = next((r.id for r in missing if r.scanner is None), None)
         await self.store.store_layer(layer_id, outputs, whiteouts, whiteout_id)
