@@ -42,7 +42,7 @@ def sections_without_database(clair_argv: Sequence[str]) -> list[str]:
     return [
         name
         for name in SERVICES
-        if resolve_connstring(getattr(config, name).connstring, os.environ) is None
+        if resolve_connstring(getattr(config, name).dsn, os.environ) is None
     ]
 
 

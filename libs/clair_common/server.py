@@ -264,6 +264,6 @@ def _resolve_databases(config: Any) -> tuple[dict[str, str | None], dict[str, bo
     migrations: dict[str, bool] = {}
     for name in SERVICE_ORDER:
         section = getattr(config, name)
-        dsns[name] = resolve_connstring(section.connstring, os.environ)
+        dsns[name] = resolve_connstring(section.dsn, os.environ)
         migrations[name] = bool(section.migrations)
     return dsns, migrations

@@ -18,6 +18,7 @@ from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clair_common.config.base import TLS, ConfigModel, check_host_port, config_problem
+from clair_common.config.database import DatabaseSection
 from clair_common.config.duration import GoDuration
 from clair_common.config.environment import (
     DELIMITER,
@@ -105,9 +106,7 @@ class ScannerConfig(ConfigModel):
     repo: dict[str, Any] = Field(default_factory=dict)
 
 
-class Indexer(ConfigModel):
-    # libpq DSN or URL; "" means libpq PG* environment (see `resolve_connstring`).
-    connstring: str = ""
+class Indexer(DatabaseSection):
     # Seconds between scan-lock polls; kept for compatibility, effectively unused.
     scanlock_retry: int = DEFAULT_SCANLOCK_RETRY
     layer_scan_concurrency: int = DEFAULT_LAYER_SCAN_CONCURRENCY
@@ -120,7 +119,6 @@ class Indexer(ConfigModel):
     # Not in Clair: layer downloads from one host at once (the others wait without holding a
     # scan slot); 0 becomes half of layer_scan_concurrency (rounded up), negative UNLIMITED.
     layer_host_concurrency: int = 0
-    migrations: bool = False
     # Outbound connections only to loopback/private addresses.
     airgap: bool = False
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
@@ -176,8 +174,7 @@ class Indexer(ConfigModel):
         return None if limit < 0 else limit
 
 
-class Matcher(ConfigModel):
-    connstring: str = ""
+class Matcher(DatabaseSection):
     # Remote indexer URL; required in matcher mode, ignored in combo mode.
     indexer_addr: str = ""
     # How often updaters run; anything under a minute becomes the default.
@@ -188,7 +185,6 @@ class Matcher(ConfigModel):
     max_conn_pool: int = 0
     # Cache-Control max-age for vulnerability reports; zero means "same as period".
     cache_age: GoDuration = timedelta(0)
-    migrations: bool = False
     disable_updaters: bool = False
     disable_enrichment: bool = False
     # Not in Clair: bytes of serialized vulnerability reports kept by ETag; 0 turns it off.

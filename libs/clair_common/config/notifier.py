@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from clair_common.config.base import TLS, ConfigModel, config_problem, split_host_port
+from clair_common.config.database import DatabaseSection
 from clair_common.config.duration import GoDuration
 
 __all__ = [
@@ -113,15 +114,13 @@ class STOMP(ConfigModel):
         return self
 
 
-class Notifier(ConfigModel):
-    connstring: str = ""
+class Notifier(DatabaseSection):
     # Remote services; required in notifier mode, ignored in combo mode.
     indexer_addr: str = ""
     matcher_addr: str = ""
     poll_interval: GoDuration = DEFAULT_POLL_INTERVAL
     delivery_interval: GoDuration = DEFAULT_DELIVERY_INTERVAL
     disable_summary: bool = False
-    migrations: bool = False
     webhook: Webhook | None = None
     amqp: AMQP | None = None
     stomp: STOMP | None = None

@@ -115,9 +115,9 @@ def connstring_problems(cfg: Config, mode: Mode, source: str = "config") -> list
     for name in services_of(mode):
         section: Indexer | Matcher | Notifier = getattr(cfg, name)
         try:
-            parse_connstring(section.connstring)
+            parse_connstring(section.dsn)
         except ConnStringError as err:
-            problems.append(f"{source}: {name}.connstring: {err}")
+            problems.append(f"{source}: {name}.{section.dsn_key}: {err}")
     return problems
 
 
@@ -156,6 +156,10 @@ def lint_config(cfg: Config) -> list[str]:
         warnings.append("matcher.cache_age: expiry very low: may result in increased workload")
     if cfg.matcher.update_retention == 0:
         warnings.append("matcher.update_retention: update garbage collection is off")
+    for name in ("indexer", "matcher", "notifier"):
+        section: Indexer | Matcher | Notifier = getattr(cfg, name)
+        if section.database is not None and section.connstring:
+            warnings.append(f"{name}.connstring: ignored; {name}.database is used")
     if cfg.matcher.max_conn_pool:
         warnings.append("matcher.max_conn_pool: ignored; set pool_max_conns in the connstring")
     notifier = cfg.notifier

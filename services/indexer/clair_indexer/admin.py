@@ -13,7 +13,7 @@ from clair_common.db.migrate import migrate
 async def _migrate(cfg: Any) -> str:
     # Clair's pre-4.7 tasks build indexes concurrently ahead of the upgrade; here every index
     # belongs to a migration, so "pre" applies the pending ones under the migration lock.
-    dsn = resolve_connstring(cfg.indexer.connstring, os.environ)
+    dsn = resolve_connstring(cfg.indexer.dsn, os.environ)
     if dsn is None:
         raise SkipTask("no indexer.connstring configured (nor PG* variables)")
     applied = await migrate(dsn, "indexer", "clair_indexer")

@@ -14,7 +14,7 @@ from clair_matcher.store import drop_updater
 
 
 def _dsn(cfg: Any) -> str:
-    dsn = resolve_connstring(cfg.matcher.connstring, os.environ)
+    dsn = resolve_connstring(cfg.matcher.dsn, os.environ)
     if dsn is None:
         raise SkipTask("no matcher.connstring configured (nor PG* variables)")
     return dsn

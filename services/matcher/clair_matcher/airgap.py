@@ -540,7 +540,7 @@ def _import_command(args: argparse.Namespace) -> int:
     except (ConfigError, AirgapError) as exc:
         print(f"clairctl: import-updaters: {exc}", file=sys.stderr)
         return 2
-    dsn = resolve_connstring(cfg.matcher.connstring, os.environ)
+    dsn = resolve_connstring(cfg.matcher.dsn, os.environ)
     if dsn is None:
         print("clairctl: no matcher.connstring configured (nor PG* variables)", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from clair_common.db.migrate import migrate
 
 
 async def _migrate(cfg: Any) -> str:
-    dsn = resolve_connstring(cfg.notifier.connstring, os.environ)
+    dsn = resolve_connstring(cfg.notifier.dsn, os.environ)
     if dsn is None:
         raise SkipTask("no notifier.connstring configured (nor PG* variables)")
     applied = await migrate(dsn, "notifier", "clair_notifier")
