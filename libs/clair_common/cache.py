@@ -61,6 +61,12 @@ class BoundedCache(Generic[K, V]):
             self.total -= evicted
         return True
 
+    def recost(self, key: K) -> None:
+        """Count the value under `key` again after it changed in place (as `put` does)."""
+        held = self._entries.get(key)
+        if held is not None:
+            self.put(key, held[0])
+
     def pop(self, key: K) -> V | None:
         held = self._entries.pop(key, None)
         if held is None:

@@ -1,7 +1,9 @@
 """Response compression negotiated by Accept-Encoding: zstd, gzip, deflate (clair-api.md 1.1).
 
 Bodies are buffered: API responses are JSON documents that already sit in memory, and a
-buffered body lets us skip compression for tiny payloads where it only adds bytes.
+buffered body lets us skip compression for tiny payloads where it only adds bytes. A body a
+service keeps in a cache is an `EncodedBody`: each compressed variant is made once, and
+`encoded_response` sends the one the request accepts (the middleware passes it on as is).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 import zstandard
 from isal import igzip
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MIN_SIZE = 512
@@ -60,6 +64,62 @@ def choose_encoding(accept: str) -> str | None:
     return best
 
 
+class EncodedBody:
+    """A response body held in memory with the compressed variants asked for so far, each made
+    once: clients poll the same cached reports all day, and compressing them per request was
+    most of the cost of answering."""
+
+    __slots__ = ("_variants", "identity", "on_grow")
+
+    def __init__(self, identity: bytes, on_grow: Callable[[], None] | None = None) -> None:
+        self.identity = identity
+        # Called when a new variant adds to `size`, so the cache holding the body recounts it.
+        self.on_grow = on_grow
+        self._variants: dict[str, bytes] = {}
+
+    @property
+    def size(self) -> int:
+        """Bytes held, the variants included."""
+        return len(self.identity) + sum(len(v) for v in self._variants.values())
+
+    def variant(self, encoding: str) -> bytes | None:
+        """The variant in `encoding` if made already."""
+        return self._variants.get(encoding)
+
+    def set_variant(self, encoding: str, data: bytes) -> None:
+        self._variants[encoding] = data
+        if self.on_grow is not None:
+            self.on_grow()
+
+    def encoded(self, encoding: str | None) -> tuple[bytes, str | None]:
+        """The bytes to send to a client accepting `encoding` (None: identity only) and the
+        encoding they carry; a body under MIN_SIZE goes as it is."""
+        if encoding is None or len(self.identity) < MIN_SIZE:
+            return self.identity, None
+        data = self._variants.get(encoding)
+        if data is None:
+            data = ENCODERS[encoding](self.identity)
+            self.set_variant(encoding, data)
+        return data, encoding
+
+
+def encoded_response(
+    request: Request,
+    body: EncodedBody,
+    *,
+    status_code: int = 200,
+    media_type: str,
+    headers: dict[str, str],
+) -> Response:
+    """`body` in the best encoding the request accepts, with the headers saying which."""
+    data, encoding = body.encoded(choose_encoding(request.headers.get("accept-encoding", "")))
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+        vary = headers.get("Vary")
+        headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
+    return Response(data, status_code=status_code, media_type=media_type, headers=headers)
+
+
 class CompressionMiddleware:
     def __init__(self, app: ASGIApp, min_size: int = MIN_SIZE) -> None:
         self.app = app
@@ -86,7 +146,7 @@ class CompressionMiddleware:
                 return
             if message["type"] == "http.response.start":
                 if any(name == b"content-encoding" for name, _ in message.get("headers", ())):
-                    passthrough = True  # the route compressed it already (cached reports)
+                    passthrough = True  # encoded_response chose the encoding already
                     await send(message)
                     return
                 start = message

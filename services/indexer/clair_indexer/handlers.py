@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clair_common.http.compress import choose_encoding
+from clair_common.http.compress import encoded_response
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.handlers import json_response, path_digest, read_json
 from clair_common.http.negotiate import if_none_match, negotiate
@@ -46,8 +46,7 @@ async def post_index_report(request: Request, service: IndexerService) -> Respon
         # As Clair: the links to the reports come with the 412 too.
         return Response(status_code=412, headers={"Link": _links(manifest.hash)})
     try:
-        encoding = choose_encoding(request.headers.get("accept-encoding", ""))
-        body, encoded = await service.index_encoded(manifest, encoding)
+        body = await service.index_body(manifest)
     except IndexFailed as err:
         status = 400 if err.client_error else 500
         raise APIError(status, f"failed to start scan: {err}") from err
@@ -58,10 +57,9 @@ async def post_index_report(request: Request, service: IndexerService) -> Respon
         "Location": f"{PREFIX}/index_report/{manifest.hash}",
         "Link": _links(manifest.hash),
     }
-    if encoded and encoding is not None:
-        headers["Content-Encoding"] = encoding
-        headers["Vary"] = "Accept-Encoding"
-    return Response(body, status_code=201, media_type=INDEX_REPORT_TYPE, headers=headers)
+    return encoded_response(
+        request, body, status_code=201, media_type=INDEX_REPORT_TYPE, headers=headers
+    )
 
 
 async def get_index_report(request: Request, service: IndexerService) -> Response:

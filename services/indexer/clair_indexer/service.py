@@ -7,14 +7,15 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 import orjson
 
 from clair_common.cache import BoundedCache
 from clair_common.db.locks import AdvisoryLocks
-from clair_common.http.compress import ENCODERS, MIN_SIZE
+from clair_common.http.compress import EncodedBody
 from clair_common.models import (
     AffectedManifests,
     IndexReport,
@@ -48,12 +49,11 @@ class _HeldReport:
     """A finished report kept for re-POSTs, with the compressed variants asked for."""
 
     version: int  # of its database row, to validate it with
-    body: bytes
+    body: EncodedBody
     validated: float  # monotonic time of the last validation against the database
-    encoded: dict[str, bytes] = field(default_factory=dict)
 
     def cost(self) -> int:
-        return len(self.body) + sum(len(v) for v in self.encoded.values())
+        return self.body.size
 
 
 class IndexFailed(Exception):
@@ -135,7 +135,12 @@ class IndexerService:
         return IndexReport.from_json(orjson.loads(await self.index_json(manifest)))
 
     async def index_json(self, manifest: Manifest) -> bytes:
-        """The finished report's JSON; re-POSTs of an indexed manifest are one small query."""
+        """The finished report's JSON."""
+        return (await self.index_body(manifest)).identity
+
+    async def index_body(self, manifest: Manifest) -> EncodedBody:
+        """The finished report; re-POSTs of an indexed manifest are one small query, and get the
+        body held for them, compressed once per encoding (clients re-POST all day)."""
         done = await self._finished(manifest.hash)
         if done is not None:
             SCANNED_MANIFESTS.inc("true")
@@ -149,31 +154,14 @@ class IndexerService:
                 if done is not None:
                     return done
                 report = await self._run(manifest)
-                return orjson.dumps(report.to_json())
-
-    async def index_encoded(self, manifest: Manifest, encoding: str | None) -> tuple[bytes, bool]:
-        """The report compressed with `encoding` (None: identity) and whether it is.
-
-        Clients re-POST the same manifests all day; compressing their reports once instead of
-        per request is most of the cost of answering them.
-        """
-        body = await self.index_json(manifest)
-        if encoding is None or len(body) < MIN_SIZE:
-            return body, False
-        held = self._reports.peek(manifest.hash)
-        if held is None or held.body is not body:
-            return ENCODERS[encoding](body), True
-        encoded = held.encoded.get(encoding)
-        if encoded is None:
-            encoded = held.encoded[encoding] = ENCODERS[encoding](body)
-            self._reports.put(manifest.hash, held)  # it costs more now
-        return encoded, True
+                return EncodedBody(orjson.dumps(report.to_json()))
 
     async def finished_json(self, digest: str) -> bytes | None:
         """The finished report's JSON, validated against the database at most once a second."""
-        return await self._finished(digest)
+        done = await self._finished(digest)
+        return None if done is None else done.identity
 
-    async def _finished(self, digest: str) -> bytes | None:
+    async def _finished(self, digest: str) -> EncodedBody | None:
         held = self._reports.get(digest)
         now = time.monotonic()
         if held is not None and now - held.validated < REPORT_FRESHNESS:
@@ -191,8 +179,9 @@ class IndexerService:
             held.version, held.validated = version, now
             return held.body
         assert body is not None
-        self._reports.put(digest, _HeldReport(version, body, now))
-        return body
+        held = _HeldReport(version, EncodedBody(body, partial(self._reports.recost, digest)), now)
+        self._reports.put(digest, held)
+        return held.body
 
     def _forget(self, digest: str) -> None:
         self._reports.pop(digest)

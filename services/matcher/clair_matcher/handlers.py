@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clair_common.http.compress import choose_encoding
+from clair_common.http.compress import encoded_response
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.handlers import json_response, path_digest
 from clair_common.http.negotiate import if_none_match, negotiate
@@ -67,17 +67,13 @@ async def get_vulnerability_report(request: Request, service: MatcherService) ->
     # with one: a match needs no parse of the report (nor does a cached body, below).
     if if_none_match(request, inputs.etag):
         return Response(status_code=304, headers=headers)
-    encoding = choose_encoding(request.headers.get("accept-encoding", ""))
     try:
-        body, encoded = await service.report_body(inputs, encoding)
+        body = await service.report_body(inputs)
     except ReportNotFinished as err:
         raise not_found(f'index report for manifest "{digest}" not found') from err
     except Exception as err:
         raise APIError(500, f"failed to start scan: {err}") from err
-    if encoded and encoding is not None:  # compressed here, so the middleware passes it
-        headers["Content-Encoding"] = encoding
-        headers["Vary"] = "Accept, Accept-Encoding"
-    return Response(body, media_type=media_type, headers=headers)
+    return encoded_response(request, body, media_type=media_type, headers=headers)
 
 
 async def get_update_operations(request: Request, service: MatcherService) -> Response:

@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from clair_common.config.models import (
     DEFAULT_CANDIDATE_CACHE_ROWS,
     DEFAULT_REPORT_CACHE_BYTES,
 )
-from clair_common.http.compress import ENCODERS, MIN_SIZE
+from clair_common.http.compress import EncodedBody
 from clair_common.models import (
     IndexReport,
     IndexState,
@@ -54,13 +55,13 @@ class ReportCache:
 
     An ETag names the report's whole input (see `MatcherService.report_etag`), so an entry
     never goes stale: a new update operation or index report yields a new tag, and old tags
-    simply age out. Each entry holds the JSON ("") and the compressed variants asked for.
+    simply age out. Each entry holds the JSON and the compressed variants asked for.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_REPORT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: BoundedCache[str, dict[str, bytes]] = BoundedCache(
-            max_bytes, lambda variants: sum(len(v) for v in variants.values())
+        self._entries: BoundedCache[str, EncodedBody] = BoundedCache(
+            max_bytes, lambda body: body.size
         )
 
     def __len__(self) -> int:
@@ -70,21 +71,31 @@ class ReportCache:
     def size(self) -> int:
         return self._entries.total
 
+    def body(self, etag: str) -> EncodedBody | None:
+        return self._entries.get(etag)
+
+    def keep(self, etag: str, body: bytes) -> EncodedBody:
+        """`body` held under `etag` (it is not when too big); its variants are counted as the
+        response layer makes them."""
+        held = EncodedBody(body, partial(self._entries.recost, etag))
+        if len(body) <= self.max_bytes // 8:  # one huge report must not flush all the others
+            self._entries.put(etag, held)
+        return held
+
     def get(self, etag: str, encoding: str = "") -> bytes | None:
-        variants = self._entries.get(etag)
-        return None if variants is None else variants.get(encoding)
+        held = self._entries.get(etag)
+        if held is None:
+            return None
+        return held.variant(encoding) if encoding else held.identity
 
     def put(self, etag: str, body: bytes, encoding: str = "") -> None:
         """Keeps `body`; a compressed variant only next to its JSON."""
-        if len(body) > self.max_bytes // 8:  # one huge report must not flush all the others
+        if not encoding:
+            self.keep(etag, body)
             return
-        variants = self._entries.peek(etag)
-        if variants is None:
-            if encoding:
-                return
-            variants = {}
-        variants[encoding] = body
-        self._entries.put(etag, variants)
+        held = self._entries.peek(etag)
+        if held is not None and len(body) <= self.max_bytes // 8:
+            held.set_variant(encoding, body)
 
 
 def _report_doc(report: VulnerabilityReport, index_doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -179,9 +190,10 @@ class MatcherService:
             self.report_etag(digest, index_state, refs, index_json), index_json, refs
         )
 
-    async def report_json(self, inputs: ReportInputs) -> bytes:
+    async def report_body(self, inputs: ReportInputs) -> EncodedBody:
         """The serialized vulnerability report, matched only if not cached; raises
-        ReportNotFinished for an index report that is not (or not yet) finished.
+        ReportNotFinished for an index report that is not (or not yet) finished. Polling
+        clients ask for the same report again and again: a cached one is compressed once.
 
         The body is cached only if the refs it was matched against were still the newest once
         matching finished, so a report matched against newer data (which the next request
@@ -190,34 +202,17 @@ class MatcherService:
         """
         etag, refs = inputs.etag, inputs.refs
         cache = self.report_cache
-        body = cache.get(etag) if cache is not None else None
-        if body is not None:
-            return body
+        held = cache.body(etag) if cache is not None else None
+        if held is not None:
+            return held
         index_doc = orjson.loads(inputs.index_json)
         if index_doc.get("state") != IndexState.FINISHED:
             raise ReportNotFinished(index_doc.get("manifest_hash", ""))
         report = IndexReport.from_json(index_doc)
         body = orjson.dumps(_report_doc(await self.scan(report, refs), index_doc))
-        if cache is not None and list(refs) == await self.latest_refs():
-            cache.put(etag, body)
-        return body
-
-    async def report_body(self, inputs: ReportInputs, encoding: str | None) -> tuple[bytes, bool]:
-        """`report_json`'s body compressed with `encoding` (None: identity), and whether it is.
-
-        Polling clients ask for the same report again and again: it is compressed once.
-        """
-        etag = inputs.etag
-        body = await self.report_json(inputs)
-        if encoding is None or len(body) < MIN_SIZE:
-            return body, False
-        cache = self.report_cache
-        encoded = cache.get(etag, encoding) if cache is not None else None
-        if encoded is None:
-            encoded = ENCODERS[encoding](body)
-            if cache is not None and cache.get(etag) is body:
-                cache.put(etag, encoded, encoding)
-        return encoded, True
+        if cache is not None and refs == await self.latest_refs():
+            return cache.keep(etag, body)
+        return EncodedBody(body)
 
     async def update_operations(
         self, kind: str = "vulnerability", *, latest: bool = False, updaters: Sequence[str] = ()
