@@ -19,7 +19,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -33,6 +32,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+
+from clair_dev.ports import free_port
 
 SUPERUSER = "clair"
 # Durability traded for speed: fine for throwaway test clusters, never for data that should live.
@@ -192,13 +193,6 @@ def _shutdown(
     owner_file.unlink(missing_ok=True)
     if temp_socket_dir is not None:
         shutil.rmtree(temp_socket_dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class EmbeddedPostgres:
@@ -390,7 +384,7 @@ class EmbeddedPostgres:
         return directory, temporary
 
     def _launch_and_wait(self) -> None:
-        port = self._requested_port or _free_port()
+        port = self._requested_port or free_port()
         socket_dir, temporary = self._socket_directory(port)
         settings = {**(FAST_SETTINGS if self.fast else {}), **self._settings}
         command = [str(self.bindir / "postgres"), "-D", str(self.pgdata), "-p", str(port)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +20,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from clair_dev.ports import free_port
 from clair_dev.processes import stop_process
 
 READY_TIMEOUT = 90.0
 CONFIG = Path(__file__).resolve().parents[2] / "tests" / "fuzz" / "schemathesis.toml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
@@ -52,7 +45,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
 def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="clair-fuzz-"))
     workdir.chmod(0o755)  # the embedded server's account must traverse it when run as root
-    api, intro = _free_port(), _free_port()
+    api, intro = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIR_", "PG"))}
     env |= {
         "CLAIR_HTTP_LISTEN_ADDR": f"127.0.0.1:{api}",

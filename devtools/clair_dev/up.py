@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from clair_dev.embedded_pg import (
     dsn_with_database,
     ensure_database_sync,
 )
+from clair_dev.ports import free_port
 from clair_dev.processes import find_nginx, nginx_user_args, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,13 +47,6 @@ class Child:
     api: str = ""  # host:port of a clair process's API
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _nginx() -> str:
     path = find_nginx()
     if path is None:
@@ -67,7 +60,7 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
 
 
 def _clair(name: str, mode: str, data: Path, env: dict[str, str]) -> Child:
-    api, intro = _free_port(), _free_port()
+    api, intro = free_port(), free_port()
     child_env = {
         **env,
         "CLAIR_HTTP_LISTEN_ADDR": f"127.0.0.1:{api}",

@@ -12,7 +12,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from clair_dev.ports import free_port
 from openapi_spec_validator import validate as validate_openapi
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
@@ -42,13 +42,6 @@ def command(name: str) -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", f"clair_common.cli.{name}"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def child_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
