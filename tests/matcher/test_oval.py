@@ -19,14 +19,14 @@ import pytest
 import zstandard
 
 from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
-from clair_matcher.updaters.oval import (
+from clair_matcher.updaters._oval.document import (
     Criterion,
     ExtendDefinition,
     OvalDocument,
     issued_time,
     links,
 )
-from clair_matcher.updaters.oval_fetch import (
+from clair_matcher.updaters._oval.fetch import (
     decode_fingerprint,
     encode_fingerprint,
     fetch_oval,

@@ -12,8 +12,8 @@ import pytest
 
 from clair_common.models import Vulnerability
 from clair_matcher.updaters import FeedError, FetchResult, Unchanged
+from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.alpine import AlpineFactory, AlpineUpdater, Release
-from clair_matcher.updaters.jsonstream import iter_array_items
 from tests.fixtures.feeds import FeedServer, alpine_secdb, feed_server  # noqa: F401
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from clair_common.models import Vulnerability
 from clair_matcher.updaters import FeedError, FetchResult, Unchanged
+from clair_matcher.updaters._severity import cvss_base_score, qualitative
 from clair_matcher.updaters.osv import OsvFactory, OsvUpdater, ecosystem_ranges, encode_query
-from clair_matcher.updaters.severity import cvss_base_score, qualitative
 from tests.fixtures.feeds import FeedServer, feed_server, osv_zip, pypa_osv  # noqa: F401
 
 PIP_FIXTURE = "feeds/vuls-data-update/pkg/fetch/pip/osv/testdata/fixtures/all.zip"

@@ -28,11 +28,11 @@ from clair_common.models import Vulnerability
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.store import DeltaRecords, MatcherStore
 from clair_matcher.updaters import ConfigProblem, FeedError
-from clair_matcher.updaters.csaf import Document
 from clair_matcher.updaters.registry import build_factories
 from clair_matcher.updaters.rhel_vex import Fingerprint, RhelVexFactory, RhelVexUpdater
-from clair_matcher.updaters.rhel_vex_records import RecordMaker, normalize_impact
-from clair_matcher.updaters.rhel_vex_spool import read_spool
+from clair_matcher.updaters.rhel_vex._csaf import Document
+from clair_matcher.updaters.rhel_vex._records import RecordMaker, normalize_impact
+from clair_matcher.updaters.rhel_vex._spool import read_spool
 from tests.fixtures.feeds import FeedServer
 
 VEX_DATA = "feeds/claircore/rhel/vex/testdata"
@@ -446,7 +446,7 @@ async def test_truncated_archive_keeps_previous_data(
 def test_parse_reports_deleted_names(tmp_path: Path, shared_data: Path) -> None:
     """`DeltaRecords.replaced` holds deleted documents and documents without records."""
     from clair_matcher.updaters.base import FetchResult
-    from clair_matcher.updaters.rhel_vex_spool import SpoolWriter
+    from clair_matcher.updaters.rhel_vex._spool import SpoolWriter
 
     spool_path = tmp_path / "spool"
     spool = SpoolWriter(spool_path)

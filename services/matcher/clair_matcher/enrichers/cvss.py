@@ -29,16 +29,16 @@ import orjson
 from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
+from clair_matcher.updaters._conditional import CHUNK
+from clair_matcher.updaters._config import config_str
+from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.base import (
-    CHUNK,
     ConfigProblem,
     FeedError,
     FetchResult,
     Unchanged,
     UnchangedType,
-    config_str,
 )
-from clair_matcher.updaters.jsonstream import iter_array_items
 
 DEFAULT_FEED_ROOT = "https://nvd.nist.gov/feeds/json/cve/2.0/"
 FIRST_YEAR = 2002

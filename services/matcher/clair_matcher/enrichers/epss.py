@@ -30,13 +30,13 @@ import aiohttp
 from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
+from clair_matcher.updaters._conditional import conditional_download
+from clair_matcher.updaters._config import config_str
 from clair_matcher.updaters.base import (
     ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
-    conditional_download,
-    config_str,
 )
 
 log = logging.getLogger("clair.matcher.enrichers.epss")

@@ -23,15 +23,17 @@ import orjson
 from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
+from clair_matcher.updaters._conditional import (
+    conditional_download,
+    if_modified_since,
+    last_modified,
+)
+from clair_matcher.updaters._config import config_str
 from clair_matcher.updaters.base import (
     ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
-    conditional_download,
-    config_str,
-    if_modified_since,
-    last_modified,
 )
 
 DEFAULT_FEED = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"

@@ -18,17 +18,16 @@ from urllib.parse import urljoin
 import aiohttp
 
 from clair_common.models import Distribution, Package, Vulnerability
+from clair_matcher.updaters._conditional import conditional_download
+from clair_matcher.updaters._config import read_config, setting, text, with_trailing_slash
+from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.base import (
     FeedError,
     FetchResult,
     UnchangedType,
     Updater,
     UpdaterSetFactory,
-    conditional_download,
-    config_str,
-    with_trailing_slash,
 )
-from clair_matcher.updaters.jsonstream import iter_array_items
 
 log = logging.getLogger("clair.matcher.updaters.alpine")
 
@@ -64,6 +63,20 @@ class Release:
 EDGE = Release()
 
 
+@dataclass(frozen=True, slots=True)
+class AlpineConfig:
+    """`updaters.config.alpine`: `url`, the SecDB base."""
+
+    url: str = setting(text, "")
+
+
+@dataclass(frozen=True, slots=True)
+class AlpineUpdaterConfig:
+    """`updaters.config.alpine-<repo>-<release>-updater`: `url`, the database's own URL."""
+
+    url: str = setting(text, "")
+
+
 class AlpineUpdater(Updater):
     version = "1"
 
@@ -74,9 +87,9 @@ class AlpineUpdater(Updater):
         self.name = f"alpine-{repo}-{release.label}-updater"
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        if url:
-            self.url = url
+        settings = read_config(AlpineUpdaterConfig, config, self.name)
+        if settings.url:
+            self.url = settings.url
 
     async def fetch(
         self, client: aiohttp.ClientSession, prev_fingerprint: str
@@ -132,8 +145,8 @@ class AlpineFactory(UpdaterSetFactory):
         self._current: list[AlpineUpdater] = []
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.base = with_trailing_slash(url) if url else DEFAULT_URL
+        settings = read_config(AlpineConfig, config, self.name)
+        self.base = with_trailing_slash(settings.url) if settings.url else DEFAULT_URL
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         stamp_url = urljoin(self.base, "last-update")

@@ -28,17 +28,21 @@ import aiohttp
 
 from clair_common.distributions import amazon_linux_distribution
 from clair_common.models import Distribution, Package, Vulnerability, format_time
+from clair_matcher.updaters._conditional import CHUNK
+from clair_matcher.updaters._config import (
+    read_config,
+    setting,
+    text,
+    texts,
+    with_trailing_slash,
+)
 from clair_matcher.updaters.base import (
-    CHUNK,
     FeedError,
     FetchResult,
     Unchanged,
     UnchangedType,
     Updater,
     UpdaterSetFactory,
-    config_str,
-    config_str_list,
-    with_trailing_slash,
 )
 
 log = logging.getLogger("clair.matcher.updaters.aws")
@@ -145,6 +149,22 @@ def _issued(value: str | None, where: str) -> str:
     raise FeedError(f"{where}: issued date {value!r} is not 'YYYY-MM-DD HH:MM[:SS]'")
 
 
+@dataclass(frozen=True, slots=True)
+class AwsConfig:
+    """`updaters.config.aws`: `url`, a base every release's mirror list moves under."""
+
+    url: str = setting(text, "")
+
+
+@dataclass(frozen=True, slots=True)
+class AwsUpdaterConfig:
+    """`updaters.config.aws-<release>-updater`: `mirror_list` (its URL), or `mirrors` (the
+    repository bases to use instead of the list's)."""
+
+    mirror_list: str = setting(text, "")
+    mirrors: tuple[str, ...] = setting(texts, ())
+
+
 class AwsUpdater(Updater):
     version = "1"
 
@@ -155,12 +175,11 @@ class AwsUpdater(Updater):
         self.mirrors: list[str] = []  # configured mirrors replace the mirror list
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "mirror_list", self.name)
-        if url:
-            self.mirror_list = url
-        mirrors = config_str_list(config, "mirrors", self.name)
-        if mirrors:
-            self.mirrors = [with_trailing_slash(m) for m in mirrors]
+        settings = read_config(AwsUpdaterConfig, config, self.name)
+        if settings.mirror_list:
+            self.mirror_list = settings.mirror_list
+        if settings.mirrors:
+            self.mirrors = [with_trailing_slash(m) for m in settings.mirrors]
 
     async def _mirrors(self, client: aiohttp.ClientSession) -> list[str]:
         if self.mirrors:
@@ -334,8 +353,8 @@ class AwsFactory(UpdaterSetFactory):
         self.base = ""
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.base = with_trailing_slash(url) if url else ""
+        settings = read_config(AwsConfig, config, self.name)
+        self.base = with_trailing_slash(settings.url) if settings.url else ""
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         return [

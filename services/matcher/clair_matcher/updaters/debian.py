@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import IO, Any
 from urllib.parse import urljoin
@@ -23,22 +24,28 @@ import aiohttp
 
 from clair_common.distributions import debian_distribution
 from clair_common.models import Distribution, Package, Vulnerability
+from clair_matcher.updaters._conditional import (
+    conditional_download,
+    if_modified_since,
+    last_modified,
+)
+from clair_matcher.updaters._config import (
+    read_config,
+    refused,
+    setting,
+    text,
+    with_trailing_slash,
+)
+
+# _stream_json only walks arrays; the tracker is one big object, walked with the same cursor.
+from clair_matcher.updaters._stream_json import Cursor
 from clair_matcher.updaters.base import (
-    ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
     Updater,
     UpdaterSetFactory,
-    conditional_download,
-    config_str,
-    if_modified_since,
-    last_modified,
-    with_trailing_slash,
 )
-
-# jsonstream only walks arrays; the tracker is one big object, walked with the same cursor.
-from clair_matcher.updaters.jsonstream import _Cursor
 
 log = logging.getLogger("clair.matcher.updaters.debian")
 
@@ -48,10 +55,6 @@ LINK_PREFIX = "https://security-tracker.debian.org/tracker/"
 UPDATER_NAME = "debian/updater"
 DIST_ID = "debian"
 DIST_NAME = "Debian GNU/Linux"
-
-# Configuration keys of the OVAL-era updater; Clair refuses them rather than ignore them.
-LEGACY_FACTORY_KEYS = ("archive_url", "oval_url", "url", "dists_url")
-LEGACY_UPDATER_KEYS = ("url", "dists_url")
 
 # Suite aliases and pockets in `dists/` that are not releases of their own.
 _ALIASES = frozenset(
@@ -166,7 +169,7 @@ async def discover_releases(client: aiohttp.ClientSession, mirror: str) -> dict[
 # -- the tracker JSON ----------------------------------------------------------------------
 def iter_members(fp: IO[bytes], *, feed: str) -> Iterator[tuple[str, Any]]:
     """(key, value) of each member of a top-level JSON object, decoded one at a time."""
-    cur = _Cursor(fp, feed)
+    cur = Cursor(fp, feed)
     cur.take("{")
     if cur.peek() == "}":
         cur.take("}")
@@ -195,6 +198,33 @@ def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+# Configuration keys of the OVAL-era updater; Clair refuses them rather than ignore them.
+_OLD_UPDATER = refused("no longer supported; set json_url")
+_OLD_FACTORY = refused("no longer supported; set mirror_url and json_url")
+
+
+@dataclass(frozen=True, slots=True)
+class DebianConfig:
+    """`updaters.config.debian`: `mirror_url` (the archive, for the release list) and
+    `json_url` (the security tracker's JSON)."""
+
+    archive_url: None = setting(_OLD_FACTORY, None)
+    oval_url: None = setting(_OLD_FACTORY, None)
+    url: None = setting(_OLD_FACTORY, None)
+    dists_url: None = setting(_OLD_FACTORY, None)
+    mirror_url: str = setting(text, "")
+    json_url: str = setting(text, "")
+
+
+@dataclass(frozen=True, slots=True)
+class DebianUpdaterConfig:
+    """`updaters.config.debian/updater`: `json_url`."""
+
+    url: None = setting(_OLD_UPDATER, None)
+    dists_url: None = setting(_OLD_UPDATER, None)
+    json_url: str = setting(text, "")
+
+
 class DebianUpdater(Updater):
     name = UPDATER_NAME
     version = "1"
@@ -204,14 +234,9 @@ class DebianUpdater(Updater):
         self.releases = dict(releases)
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        for key in LEGACY_UPDATER_KEYS:
-            if config.get(key):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.{key}: no longer supported; set json_url"
-                )
-        url = config_str(config, "json_url", self.name)
-        if url:
-            self.url = url
+        settings = read_config(DebianUpdaterConfig, config, self.name)
+        if settings.json_url:
+            self.url = settings.json_url
 
     async def fetch(
         self, client: aiohttp.ClientSession, prev_fingerprint: str
@@ -274,15 +299,11 @@ class DebianFactory(UpdaterSetFactory):
         self.json_url = DEFAULT_JSON
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        for key in LEGACY_FACTORY_KEYS:
-            if config.get(key):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.{key}: no longer supported; "
-                    "set mirror_url and json_url"
-                )
-        mirror = config_str(config, "mirror_url", self.name)
-        self.mirror = with_trailing_slash(mirror) if mirror else DEFAULT_MIRROR
-        self.json_url = config_str(config, "json_url", self.name) or DEFAULT_JSON
+        settings = read_config(DebianConfig, config, self.name)
+        self.mirror = (
+            with_trailing_slash(settings.mirror_url) if settings.mirror_url else DEFAULT_MIRROR
+        )
+        self.json_url = settings.json_url or DEFAULT_JSON
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         releases = await discover_releases(client, self.mirror)

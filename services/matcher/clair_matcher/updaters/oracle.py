@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -23,15 +23,9 @@ import aiohttp
 from clair_common.distributions import oracle_distribution
 from clair_common.models import Distribution, Vulnerability
 from clair_common.vulnerable import cpe
-from clair_matcher.updaters.base import (
-    ConfigProblem,
-    Updater,
-    UpdaterSetFactory,
-    config_str,
-    with_trailing_slash,
-)
-from clair_matcher.updaters.oval import Definition
-from clair_matcher.updaters.oval_rpm import OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters._config import read_config, setting, text, with_trailing_slash
+from clair_matcher.updaters._oval import Definition, OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters.base import ConfigProblem, Updater, UpdaterSetFactory
 
 log = logging.getLogger("clair.matcher.updaters.oracle")
 
@@ -63,11 +57,11 @@ def only_ksplice(cpes: Sequence[str]) -> bool:
     """Every affected CPE is a userspace_ksplice edition (an empty list is not)."""
     if not cpes:
         return False
-    for text in cpes:
+    for written in cpes:
         try:
-            parsed = cpe.parse(text)
+            parsed = cpe.parse(written)
         except cpe.CPEError:
-            log.warning("oracle: could not parse CPE %r; definition kept", text)
+            log.warning("oracle: could not parse CPE %r; definition kept", written)
             return False
         if parsed.attrs[_EDITION] != KSPLICE_EDITION:
             return False
@@ -93,20 +87,28 @@ class OracleUpdater(OvalRpmUpdater):
         return [replace(proto, distribution=d) for d in dists]
 
 
-def _years(config: Mapping[str, Any], where: str) -> list[int] | None:
-    value = config.get("years")
+def _years(value: Any, where: str) -> tuple[int, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(
         isinstance(y, int) and not isinstance(y, bool) for y in value
     ):
-        raise ConfigProblem(f"updaters.config.{where}.years: expected a list of years")
-    return sorted(set(value))
+        raise ConfigProblem(f"{where}: expected a list of years")
+    return tuple(sorted(set(value)))
+
+
+@dataclass(frozen=True, slots=True)
+class OracleConfig:
+    """`updaters.config.oracle`: `url` (a base for every year's document) and `years` (only
+    these years, e.g. for a mirror holding a few). Each `oracle-<year>-updater` takes
+    OvalUpdaterConfig."""
+
+    url: str = setting(text, "")
+    years: tuple[int, ...] | None = setting(_years, None)
 
 
 class OracleFactory(UpdaterSetFactory):
-    """Years 2007 to the current one. `updaters.config.oracle` takes `url` (a base for every
-    year's document) and `years` (only these years, e.g. for a mirror holding a few)."""
+    """Years 2007 to the current one, or OracleConfig's `years`."""
 
     name = "oracle"
 
@@ -115,9 +117,9 @@ class OracleFactory(UpdaterSetFactory):
         self.years: list[int] | None = None
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.base = with_trailing_slash(url) if url else DEFAULT_URL
-        self.years = _years(config, self.name)
+        settings = read_config(OracleConfig, config, self.name)
+        self.base = with_trailing_slash(settings.url) if settings.url else DEFAULT_URL
+        self.years = None if settings.years is None else list(settings.years)
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         years = self.years

@@ -18,6 +18,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -27,18 +28,22 @@ import aiohttp
 import orjson
 
 from clair_common.models import ZERO_TIME, Package, Repository, Vulnerability, format_time
+from clair_matcher.updaters._conditional import conditional_download
+from clair_matcher.updaters._config import (
+    read_config,
+    setting,
+    text,
+    texts,
+    with_trailing_slash,
+)
+from clair_matcher.updaters._severity import cvss_base_score, from_label, qualitative
 from clair_matcher.updaters.base import (
     FeedError,
     FetchResult,
     UnchangedType,
     Updater,
     UpdaterSetFactory,
-    conditional_download,
-    config_str,
-    config_str_list,
-    with_trailing_slash,
 )
-from clair_matcher.updaters.severity import cvss_base_score, from_label, qualitative
 
 log = logging.getLogger("clair.matcher.updaters.osv")
 
@@ -129,6 +134,22 @@ def ecosystem_ranges(events: Sequence[Mapping[str, Any]]) -> list[list[tuple[str
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class OsvConfig:
+    """`updaters.config.osv`: `url` (the bucket root holding `ecosystems.txt`) and `allowlist`
+    (only these ecosystems, any case)."""
+
+    url: str = setting(text, "")
+    allowlist: tuple[str, ...] = setting(texts, ())
+
+
+@dataclass(frozen=True, slots=True)
+class OsvUpdaterConfig:
+    """`updaters.config.osv/<ecosystem>`: `url`, the ecosystem's `all.zip`."""
+
+    url: str = setting(text, "")
+
+
 class OsvUpdater(Updater):
     version = "1"
 
@@ -140,9 +161,9 @@ class OsvUpdater(Updater):
         self.range_type = RANGE_TYPES.get(ecosystem, "ECOSYSTEM")
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        if url:
-            self.url = url
+        settings = read_config(OsvUpdaterConfig, config, self.name)
+        if settings.url:
+            self.url = settings.url
 
     async def fetch(
         self, client: aiohttp.ClientSession, prev_fingerprint: str
@@ -489,9 +510,9 @@ class OsvFactory(UpdaterSetFactory):
         self._current: list[OsvUpdater] = []
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.root = with_trailing_slash(url) if url else DEFAULT_URL
-        allow = config_str_list(config, "allowlist", self.name)
+        settings = read_config(OsvConfig, config, self.name)
+        self.root = with_trailing_slash(settings.url) if settings.url else DEFAULT_URL
+        allow = settings.allowlist
         self.allow = frozenset(a.lower() for a in allow) if allow else None
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:

@@ -8,6 +8,7 @@ one the Photon distribution scanner reports for that release.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
@@ -15,9 +16,9 @@ import aiohttp
 
 from clair_common.distributions import photon_distribution
 from clair_common.models import Vulnerability
-from clair_matcher.updaters.base import Updater, UpdaterSetFactory, config_str, with_trailing_slash
-from clair_matcher.updaters.oval import Definition
-from clair_matcher.updaters.oval_rpm import OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters._config import read_config, setting, text, with_trailing_slash
+from clair_matcher.updaters._oval import Definition, OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters.base import Updater, UpdaterSetFactory
 
 DEFAULT_URL = "https://packages.vmware.com/photon/photon_oval_definitions/"
 RELEASES = ("1.0", "2.0", "3.0", "4.0", "5.0")
@@ -47,6 +48,14 @@ class PhotonUpdater(OvalRpmUpdater):
         return [proto]
 
 
+@dataclass(frozen=True, slots=True)
+class PhotonConfig:
+    """`updaters.config.photon`: `url`, the base of every release's document. Each
+    `photon-updater-N.0` takes OvalUpdaterConfig."""
+
+    url: str = setting(text, "")
+
+
 class PhotonFactory(UpdaterSetFactory):
     """Photon 1.0 to 5.0; `updaters.config.photon.url` moves every document under one base."""
 
@@ -56,8 +65,8 @@ class PhotonFactory(UpdaterSetFactory):
         self.base = DEFAULT_URL
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.base = with_trailing_slash(url) if url else DEFAULT_URL
+        settings = read_config(PhotonConfig, config, self.name)
+        self.base = with_trailing_slash(settings.url) if settings.url else DEFAULT_URL
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         return [PhotonUpdater(release, self.base) for release in RELEASES]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -26,15 +26,9 @@ import aiohttp
 
 from clair_common.distributions import leap_distribution, sles_distribution
 from clair_common.models import ZERO_TIME, Distribution, Vulnerability
-from clair_matcher.updaters.base import (
-    FeedError,
-    Updater,
-    UpdaterSetFactory,
-    config_str,
-    with_trailing_slash,
-)
-from clair_matcher.updaters.oval import Definition
-from clair_matcher.updaters.oval_rpm import OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters._config import read_config, setting, text, with_trailing_slash
+from clair_matcher.updaters._oval import Definition, OvalRpmUpdater, proto_vulnerability
+from clair_matcher.updaters.base import FeedError, Updater, UpdaterSetFactory
 
 log = logging.getLogger("clair.matcher.updaters.suse")
 
@@ -108,6 +102,13 @@ def index_documents(page: str, base: str) -> list[tuple[Distribution, str]]:
     return list(out.values())
 
 
+@dataclass(frozen=True, slots=True)
+class SuseConfig:
+    """`updaters.config.suse`: `url`, the OVAL directory whose index names the documents."""
+
+    url: str = setting(text, "")
+
+
 class SuseFactory(UpdaterSetFactory):
     name = "suse"
 
@@ -115,8 +116,8 @@ class SuseFactory(UpdaterSetFactory):
         self.base = DEFAULT_URL
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        self.base = with_trailing_slash(url) if url else DEFAULT_URL
+        settings = read_config(SuseConfig, config, self.name)
+        self.base = with_trailing_slash(settings.url) if settings.url else DEFAULT_URL
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         try:

@@ -9,7 +9,7 @@ adds series regardless of Launchpad, fetching their `.bz2` document. The series 
 fetched with its ETag, so an unchanged list reuses the previous discovery.
 
 Each updater downloads its document under its ETag (the fingerprint), decompresses it in the
-parse thread when bzip2 is used, and maps dpkginfo definitions through `oval_dpkg`: name is
+parse thread when bzip2 is used, and maps dpkginfo definitions through `_oval.dpkg`: name is
 the definition title, severity text stays empty, the normalized severity is the advisory's
 word when it is one of Clair's, and the distribution is the one the Ubuntu distribution
 scanner reports for that release (`clair_common.distributions.ubuntu_distribution`).
@@ -37,20 +37,23 @@ import aiohttp
 
 from clair_common.distributions import ubuntu_distribution
 from clair_common.models import Vulnerability
+from clair_matcher.updaters._conditional import CHUNK, conditional_download
+from clair_matcher.updaters._config import (
+    flag,
+    read_config,
+    setting,
+    text,
+    with_trailing_slash,
+)
+from clair_matcher.updaters._oval import OvalDocument, dpkg_vulnerabilities, issued_time, links
 from clair_matcher.updaters.base import (
-    CHUNK,
     ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
     Updater,
     UpdaterSetFactory,
-    conditional_download,
-    config_str,
-    with_trailing_slash,
 )
-from clair_matcher.updaters.oval import OvalDocument, issued_time, links
-from clair_matcher.updaters.oval_dpkg import dpkg_vulnerabilities
 
 log = logging.getLogger("clair.matcher.updaters.ubuntu")
 
@@ -97,6 +100,14 @@ def bunzip2(src: Path, dst: Path, where: str) -> None:
         raise FeedError(f"{where}: bzip2 stream truncated after {offset} bytes")
 
 
+@dataclass(frozen=True, slots=True)
+class UbuntuUpdaterConfig:
+    """`updaters.config.ubuntu/updater/<codename>`: `url` (its document) and `use_bzip2`."""
+
+    url: str = setting(text, "")
+    use_bzip2: bool | None = setting(flag, None)
+
+
 class UbuntuUpdater(Updater):
     version = "1"
 
@@ -108,14 +119,11 @@ class UbuntuUpdater(Updater):
         self.dist = ubuntu_distribution(version, codename)
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        if url:
-            self.url = url
-        if "use_bzip2" in config:
-            value = config["use_bzip2"]
-            if not isinstance(value, bool):
-                raise ConfigProblem(f"updaters.config.{self.name}.use_bzip2: expected a boolean")
-            self.use_bzip2 = value
+        settings = read_config(UbuntuUpdaterConfig, config, self.name)
+        if settings.url:
+            self.url = settings.url
+        if settings.use_bzip2 is not None:
+            self.use_bzip2 = settings.use_bzip2
 
     async def fetch(
         self, client: aiohttp.ClientSession, prev_fingerprint: str
@@ -184,9 +192,9 @@ def active_series(doc: object, where: str) -> list[tuple[str, str]]:
     return out
 
 
-def _forced(config: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
-    value = config.get("force") or []
-    problem = ConfigProblem(f"updaters.config.{where}.force: expected a list of {{name, version}}")
+def _forced(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    value = value or []
+    problem = ConfigProblem(f"{where}: expected a list of {{name, version}}")
     if not isinstance(value, list):
         raise problem
     out = []
@@ -197,7 +205,18 @@ def _forced(config: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
         if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
             raise problem
         out.append((name, version))
-    return out
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class UbuntuConfig:
+    """`updaters.config.ubuntu`: `url` (Launchpad API base), `name` (the distribution there),
+    `oval_url` (the OVAL directory) and `force` (series to add, `[{name, version}]`)."""
+
+    url: str = setting(text, "")
+    name: str = setting(text, "")
+    oval_url: str = setting(text, "")
+    force: tuple[tuple[str, str], ...] = setting(_forced, ())
 
 
 class UbuntuFactory(UpdaterSetFactory):
@@ -211,12 +230,12 @@ class UbuntuFactory(UpdaterSetFactory):
         self._series: list[Series] = []
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        api = with_trailing_slash(config_str(config, "url", self.name) or DEFAULT_API)
-        distro = config_str(config, "name", self.name) or DEFAULT_NAME
-        self.api = urljoin(api, f"{distro}/series")
-        oval = config_str(config, "oval_url", self.name)
+        settings = read_config(UbuntuConfig, config, self.name)
+        api = with_trailing_slash(settings.url or DEFAULT_API)
+        self.api = urljoin(api, f"{settings.name or DEFAULT_NAME}/series")
+        oval = settings.oval_url
         self.oval_base = with_trailing_slash(oval) if oval else DEFAULT_OVAL
-        self.force = _forced(config, self.name)
+        self.force = list(settings.force)
         self._etag, self._series = "", []
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:

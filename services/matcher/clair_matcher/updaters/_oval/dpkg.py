@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from clair_common.models import Package, Vulnerability
-from clair_matcher.updaters.oval import Definition, OvalDocument
+from clair_matcher.updaters._oval.document import Definition, OvalDocument
 
 log = logging.getLogger("clair.matcher.updaters.oval_dpkg")
 

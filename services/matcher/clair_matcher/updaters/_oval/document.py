@@ -1,6 +1,6 @@
 """OVAL definitions documents (goval-parser's model, read the way claircore's ovalutil uses it).
 
-Reading is two streaming passes over a plain-XML file (see oval_fetch for getting one), each
+Reading is two streaming passes over a plain-XML file (see fetch.py for getting one), each
 element cleared once used, so memory holds only compact lookup tables: pass one collects tests,
 objects, states and variables (they follow the definitions in the document), pass two yields
 the definitions one at a time. Tests, objects and states are kept generically (kind = local tag

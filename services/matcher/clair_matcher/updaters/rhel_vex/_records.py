@@ -15,7 +15,7 @@ Per vulnerability of a document, for each product id of a status:
 - kernel packages are skipped except the runtime ones images can ship, and all of them with
   `ignore_kernel_packages`;
 - container (`oci`) products become records of the Red Hat Container Catalog repository for the
-  rhcc matcher, named and fixed as `rhel_vex_rhcc.py` says; otherwise as rpms (arch pattern,
+  rhcc matcher, named and fixed as `_rhcc.py` says; otherwise as rpms (arch pattern,
   statuses, severity).
 """
 
@@ -30,9 +30,16 @@ from typing import Any
 
 from clair_common.models import ZERO_TIME, Package, Repository, Vulnerability, format_time
 from clair_common.vulnerable import cpe
-from clair_matcher.updaters import rhel_vex_rhcc, severity
-from clair_matcher.updaters.csaf import CsafError, Document, PackageURL, escape_cpe_uri, parse_purl
-from clair_matcher.updaters.csaf import Vulnerability as CsafVulnerability
+from clair_matcher.updaters import _severity as severity
+from clair_matcher.updaters.rhel_vex import _rhcc
+from clair_matcher.updaters.rhel_vex._csaf import (
+    CsafError,
+    Document,
+    PackageURL,
+    escape_cpe_uri,
+    parse_purl,
+)
+from clair_matcher.updaters.rhel_vex._csaf import Vulnerability as CsafVulnerability
 
 log = logging.getLogger("clair.matcher.updaters.rhel_vex")
 
@@ -177,8 +184,8 @@ class RecordMaker:
 
     def _wanted(self, purl: PackageURL) -> bool:
         # Red Hat rpms, and container images for the rhcc matcher.
-        if purl.type == rhel_vex_rhcc.OCI:
-            return rhel_vex_rhcc.is_container(purl)
+        if purl.type == _rhcc.OCI:
+            return _rhcc.is_container(purl)
         return (
             purl.type == "rpm" and purl.namespace == "redhat" and not self._skip_kernel(purl.name)
         )
@@ -230,14 +237,14 @@ class RecordMaker:
             module = purl.qualifiers.get("rpmmod", module)
             name, fixed_in = purl.name, f"{purl.qualifiers.get('epoch', '0')}:{purl.version}"
             key = (repository.name, module, purl.without("arch"))
-            if purl.type == rhel_vex_rhcc.OCI:
-                image, tag = rhel_vex_rhcc.image_name(purl), rhel_vex_rhcc.fixed_tag(purl)
+            if purl.type == _rhcc.OCI:
+                image, tag = _rhcc.image_name(purl), _rhcc.fixed_tag(purl)
                 if image is None or tag is None:
                     continue
                 # Per-arch images differ in digest (the purl version): key on name and tag.
                 name, fixed_in = image, tag
                 key = (repository.name, module, f"oci/{image}@{tag}")
-                repository = rhel_vex_rhcc.repository()
+                repository = _rhcc.repository()
             known = found.get(key)
             if known is not None:
                 if arch and arch not in known.arches:
@@ -286,10 +293,10 @@ class RecordMaker:
                 if not self._wanted(purl):
                     continue
                 name = purl.name
-                if purl.type == rhel_vex_rhcc.OCI:
+                if purl.type == _rhcc.OCI:
                     # claircore keeps the product id when the purl names no image.
-                    name = rhel_vex_rhcc.image_name(purl) or resolved[0]
-                    repository = rhel_vex_rhcc.repository()
+                    name = _rhcc.image_name(purl) or resolved[0]
+                    repository = _rhcc.repository()
                 module = purl.qualifiers.get("rpmmod", module)
             severities = self._severity(vuln, product_id)
             if severities is None:

@@ -9,13 +9,13 @@ their ETags back) since the previous run's time. Documents before 2015 are skipp
 fingerprint is `changesEtag\\deletionsEtag\\RFC3339 request time\\version`. As in Clair, fetch
 never answers Unchanged: every run makes an update operation, carrying the previous one over.
 
-Parse (one record per vulnerability and product status, `rhel_vex_records.py` rules below):
+Parse (one record per vulnerability and product status, `_records.py` rules below):
 `fixed` products give a binary package with fixed_in_version `epoch:version` of the purl,
 `known_affected` products the source package without a fix; both carry the repository
 `{name: <CPE>, key: rhel-cpe-repository, cpe}` the product tree names, and a module from the
 relationships or the purl's `rpmmod`. Container (`pkg:oci`) products give records of the
 image's repository path in the Red Hat Container Catalog repository, fixed at the purl's
-`tag`, for the rhcc matcher (`rhel_vex_rhcc.py`). Documents marked deleted (and documents
+`tag`, for the rhcc matcher (`_rhcc.py`). Documents marked deleted (and documents
 without records) replace their earlier records with nothing (store.DeltaRecords).
 """
 
@@ -39,22 +39,27 @@ from urllib.parse import urljoin
 import aiohttp
 import orjson
 
-from clair_common.config.duration import coerce_duration
 from clair_common.models import Vulnerability
 from clair_matcher.store import DeltaRecords
+from clair_matcher.updaters._conditional import CHUNK
+from clair_matcher.updaters._config import (
+    duration,
+    optional_flag,
+    read_config,
+    refused,
+    setting,
+    text,
+    with_trailing_slash,
+)
 from clair_matcher.updaters.base import (
-    CHUNK,
-    ConfigProblem,
     FeedError,
     FetchResult,
     Updater,
     UpdaterSetFactory,
-    config_str,
-    with_trailing_slash,
 )
-from clair_matcher.updaters.csaf import CsafError, Document
-from clair_matcher.updaters.rhel_vex_records import RecordMaker
-from clair_matcher.updaters.rhel_vex_spool import (
+from clair_matcher.updaters.rhel_vex._csaf import CsafError, Document
+from clair_matcher.updaters.rhel_vex._records import RecordMaker
+from clair_matcher.updaters.rhel_vex._spool import (
     SpoolError,
     SpoolWriter,
     archive_documents,
@@ -114,6 +119,18 @@ def _year(path: str, where: str) -> int:
     return int(directory)
 
 
+@dataclass(frozen=True, slots=True)
+class RhelVexConfig:
+    """`updaters.config.rhel-vex`, the set's and its one updater's (they share the name):
+    `url` (the VEX directory), `ignore_kernel_packages`, `compressed_file_timeout` (how long
+    the archive download may take)."""
+
+    url: str = setting(text, "")
+    ignore_kernel_packages: bool | None = setting(optional_flag, None)
+    fixed_in_version_cel: None = setting(refused("CEL rewriting is not supported"), None)
+    compressed_file_timeout: timedelta | None = setting(duration, None)
+
+
 class RhelVexUpdater(Updater):
     name = UPDATER_NAME
     version = UPDATER_VERSION
@@ -130,16 +147,13 @@ class RhelVexUpdater(Updater):
         self.archive_timeout = archive_timeout
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        if url:
-            self.url = with_trailing_slash(url)
-        ignore = config.get("ignore_kernel_packages")
-        if ignore is not None:
-            if not isinstance(ignore, bool):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.ignore_kernel_packages: expected a boolean"
-                )
-            self.ignore_kernel_packages = ignore
+        settings = read_config(RhelVexConfig, config, self.name)
+        if settings.url:
+            self.url = with_trailing_slash(settings.url)
+        if settings.ignore_kernel_packages is not None:
+            self.ignore_kernel_packages = settings.ignore_kernel_packages
+        if settings.compressed_file_timeout is not None:
+            self.archive_timeout = settings.compressed_file_timeout
 
     @property
     def fingerprint_version(self) -> str:
@@ -340,18 +354,6 @@ class RhelVexFactory(UpdaterSetFactory):
 
     def configure(self, config: Mapping[str, Any]) -> None:
         self.updater.configure(config)
-        if config.get("fixed_in_version_cel"):
-            raise ConfigProblem(
-                f"updaters.config.{self.name}.fixed_in_version_cel: CEL rewriting is not supported"
-            )
-        timeout = config.get("compressed_file_timeout")
-        if timeout:
-            try:
-                self.updater.archive_timeout = coerce_duration(timeout)
-            except Exception as exc:
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.compressed_file_timeout: {exc}"
-                ) from None
 
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]:
         updater = RhelVexUpdater(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from clair_common.models import Repository
 from clair_common.vulnerable import rhcc
-from clair_matcher.updaters.csaf import PackageURL
+from clair_matcher.updaters.rhel_vex._csaf import PackageURL
 
 OCI = "oci"
 

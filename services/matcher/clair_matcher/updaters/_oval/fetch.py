@@ -20,8 +20,9 @@ from typing import Any, BinaryIO, Protocol
 import aiohttp
 import zstandard
 
+from clair_matcher.updaters._conditional import CHUNK
+from clair_matcher.updaters._config import text
 from clair_matcher.updaters.base import (
-    CHUNK,
     ConfigProblem,
     FeedError,
     FetchResult,
@@ -40,12 +41,19 @@ _GO_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 def parse_compression(value: str, where: str) -> str:
     """A configured compression name (ovalutil's aliases accepted); ConfigProblem if unknown."""
+    return _compression_name(value, f"updaters.config.{where}.compression")
+
+
+def compression_setting(value: Any, where: str) -> str:
+    """The `compression` key's reader: empty (not set) or a known compression name."""
+    written = text(value, where)
+    return _compression_name(written, where) if written else ""
+
+
+def _compression_name(value: str, where: str) -> str:
     name = _ALIASES.get(value.strip().lower(), value.strip().lower())
     if name not in COMPRESSIONS:
-        raise ConfigProblem(
-            f"updaters.config.{where}.compression: {value!r} is not one of"
-            f" {', '.join(COMPRESSIONS)}"
-        )
+        raise ConfigProblem(f"{where}: {value!r} is not one of {', '.join(COMPRESSIONS)}")
     return name
 
 

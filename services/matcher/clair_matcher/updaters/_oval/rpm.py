@@ -13,15 +13,16 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
 from clair_common.models import Package, Vulnerability
-from clair_matcher.updaters.base import FetchResult, UnchangedType, Updater, config_str
-from clair_matcher.updaters.oval import Definition, OvalDocument, issued_time, links
-from clair_matcher.updaters.oval_fetch import fetch_oval, parse_compression
+from clair_matcher.updaters._config import read_config, setting, text
+from clair_matcher.updaters._oval.document import Definition, OvalDocument, issued_time, links
+from clair_matcher.updaters._oval.fetch import compression_setting, fetch_oval
+from clair_matcher.updaters.base import FetchResult, UnchangedType, Updater
 
 _MODULE_COMMENT = re.compile(r"Module (.*) is enabled")
 # OVAL operation → Clair's ArchOp text; anything else is no operation.
@@ -90,6 +91,15 @@ def rpm_vulnerabilities(
                 yield replace(proto, package=package, fixed_in_version=fixed, arch_op=arch_op)
 
 
+@dataclass(frozen=True, slots=True)
+class OvalUpdaterConfig:
+    """`updaters.config.<OVAL updater>`: the document's `url` and its `compression`
+    (auto, none, gzip, bzip2, zstd)."""
+
+    url: str = setting(text, "")
+    compression: str = setting(compression_setting, "")
+
+
 class OvalRpmUpdater(Updater):
     """One OVAL rpminfo document; `updaters.config.<name>` takes `url` and `compression`."""
 
@@ -99,12 +109,11 @@ class OvalRpmUpdater(Updater):
         self.compression = compression
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        url = config_str(config, "url", self.name)
-        if url:
-            self.url = url
-        compression = config_str(config, "compression", self.name)
-        if compression:
-            self.compression = parse_compression(compression, self.name)
+        settings = read_config(OvalUpdaterConfig, config, self.name)
+        if settings.url:
+            self.url = settings.url
+        if settings.compression:
+            self.compression = settings.compression
 
     async def fetch(
         self, client: aiohttp.ClientSession, prev_fingerprint: str

@@ -21,7 +21,7 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
-class _Cursor:
+class Cursor:
     def __init__(self, fp: IO[bytes], feed: str) -> None:
         self._fp = fp
         self._feed = feed
@@ -100,7 +100,7 @@ class _Cursor:
 def iter_array_items(fp: IO[bytes], key: str, *, feed: str) -> Iterator[tuple[int, Any]]:
     """Yields (index, item) for the items of the top-level member `key`; other members are
     decoded and dropped. A document without `key` yields nothing."""
-    cur = _Cursor(fp, feed)
+    cur = Cursor(fp, feed)
     cur.take("{")
     if cur.peek() == "}":
         cur.take("}")
@@ -123,7 +123,7 @@ def iter_array_items(fp: IO[bytes], key: str, *, feed: str) -> Iterator[tuple[in
         raise cur.error("trailing data after the document")
 
 
-def _array(cur: _Cursor) -> Iterator[tuple[int, Any]]:
+def _array(cur: Cursor) -> Iterator[tuple[int, Any]]:
     cur.take("[")
     if cur.peek() == "]":
         cur.take("]")
