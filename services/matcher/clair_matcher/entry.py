@@ -10,8 +10,7 @@ from starlette.middleware import Middleware
 
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool, pool_timeouts
+from clair_common.db.pool import pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer
 from clair_common.runtime import ServiceContext
@@ -20,8 +19,6 @@ from clair_matcher.app import build_operations
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.service import MatcherService
 from clair_matcher.store import MatcherStore
-
-SCHEMA = "matcher"
 
 
 @dataclass(slots=True)
@@ -46,13 +43,13 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     cfg = ctx.config.matcher
     if ctx.indexer is None:
         raise RuntimeError("matcher: no indexer configured (matcher.indexer_addr)")
-    if ctx.migrations:
-        await migrate(ctx.dsn, SCHEMA, "clair_matcher")
-    pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="libvuln", **pool_timeouts(ctx.config.shared)
+    store = await MatcherStore.open(
+        ctx.dsn,
+        application_name="libvuln",
+        migrations=ctx.migrations,
+        **pool_timeouts(ctx.config.shared),
     )
     matchers = default_matchers(ctx.config.matchers.names, ctx.config.matchers.config)
-    store = MatcherStore(pool)
     service = MatcherService(
         store,
         matchers,
@@ -73,6 +70,6 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
     return RunningMatcher(
         api=service,
         operations=build_operations(service),
-        resources=[*peer, pool, service, locks, scheduler],  # closed in reverse: scheduler first
+        resources=[*peer, store, service, locks, scheduler],  # closed in reverse: scheduler first
         scheduler=scheduler,
     )

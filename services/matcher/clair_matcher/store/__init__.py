@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncpg
 
+from clair_common.db.migrate import migrate
+from clair_common.db.pool import create_pool
 from clair_common.models import UpdateDiff, UpdateOperation, Vulnerability
 from clair_matcher.store import _enrichment, _gc, _ingest, _operations, _status
 from clair_matcher.store._gc import GC_THROTTLE, drop_updater
@@ -36,11 +38,14 @@ from clair_matcher.store._ingest import (
 from clair_matcher.store._latest import LatestRefs, Refs
 from clair_matcher.store._matching import MatchSnapshot
 
+SCHEMA = "matcher"
+
 __all__ = [
     "BATCH_SIZE",
     "GC_THROTTLE",
     "KIND_ENRICHMENT",
     "KIND_VULNERABILITY",
+    "SCHEMA",
     "DeltaRecords",
     "EnrichmentRow",
     "IngestResult",
@@ -57,6 +62,22 @@ class MatcherStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    @classmethod
+    async def open(
+        cls, dsn: str | None, *, application_name: str, migrations: bool, **pool_options: Any
+    ) -> MatcherStore:
+        """A store on a pool of its own (`create_pool`'s `pool_options`), the schema migrated
+        first when `migrations`; `close` closes the pool."""
+        if migrations:
+            await migrate(dsn, SCHEMA, "clair_matcher")
+        pool = await create_pool(
+            dsn, schema=SCHEMA, application_name=application_name, **pool_options
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
 
     # -- update operations -----------------------------------------------------------------
     async def initialized(self) -> bool:
