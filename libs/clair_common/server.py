@@ -38,10 +38,15 @@ class ServeOptions:
     config: Any  # clair_common.config.Config
 
 
-def bind_socket(addr: str) -> socket.socket:
-    """A listening socket; Go's ":6060" means every interface.
+class ListenError(Exception):
+    """A listen address that cannot be bound (in use, not this host's, no permission)."""
+
+
+def bind_socket(addr: str, key: str, *, listen: bool = True) -> socket.socket:
+    """A bound socket, listening unless `listen` is false; Go's ":6060" means every interface.
 
     Bound before the server task starts, so `/readyz` never promises a port not yet open.
+    Bound but not yet listening, a port is held while connections to it are still refused.
     """
     from clair_common.config import split_host_port
 
@@ -50,8 +55,13 @@ def bind_socket(addr: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ListenError(f"{key}: cannot listen on {addr}: {err.strerror or err}") from None
+    if listen:
+        sock.listen(1024)
     sock.set_inheritable(True)
     return sock
 
@@ -175,9 +185,13 @@ async def run(opts: ServeOptions) -> None:
     async with AsyncExitStack() as stack:
         metrics_path = config.metrics.prometheus_path or "/metrics"
         introspection = build_introspection_app(readiness, metrics_path=metrics_path)
-        intro_task = asyncio.create_task(
-            _listen(introspection, bind_socket(config.introspection_addr), stop, config)
-        )
+        # Both ports are taken before anything starts: one in use fails start-up at once, with
+        # one line, instead of after migrations with the other listener to unwind.
+        intro_sock = bind_socket(config.introspection_addr, "introspection_addr")
+        api_sock = bind_socket(config.http_listen_addr, "http_listen_addr", listen=False)
+        stack.callback(api_sock.close)
+        intro_task = asyncio.create_task(_listen(introspection, intro_sock, stop, config))
+        stack.push_async_callback(_stop_listener, intro_task, stop)
         dsns, migrations = _resolve_databases(config)
         services = await start_services(opts.mode, config, dsns, migrations)
         stack.push_async_callback(_close_all, services)
@@ -200,9 +214,8 @@ async def run(opts: ServeOptions) -> None:
             max_body_bytes=config.http_max_body_bytes,
             database_up=lambda: monitor.up,
         )
-        api_task = asyncio.create_task(
-            _listen(app, bind_socket(config.http_listen_addr), stop, config)
-        )
+        api_sock.listen(1024)
+        api_task = asyncio.create_task(_listen(app, api_sock, stop, config))
         for s in services:
             await s.ready()
         # What start-up built lives as long as the process: frozen out of the collector's
@@ -225,6 +238,14 @@ async def run(opts: ServeOptions) -> None:
         for task in done:
             if task in (api_task, intro_task) and task.exception():
                 raise RuntimeError("a listener stopped unexpectedly") from task.exception()
+
+
+async def _stop_listener(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    # Start-up failed after the listener started: stop it in order, not by asyncio.run's
+    # cancellation, which Hypercorn's lifespan reports as a failure with a traceback.
+    stop.set()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
 
 
 async def _wait(event: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -324,6 +325,38 @@ def test_config_errors_stop_serve_with_one_line(tmp_path: Path, document: str, k
     assert len(lines) == 1, lines
     assert key in lines[0]
     assert str(config) in lines[0]
+
+
+@pytest.mark.parametrize("key", ["http_listen_addr", "introspection_addr"])
+def test_port_in_use_stops_serve_with_one_line(module_dsn: str, tmp_path: Path, key: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        ports = {"http_listen_addr": f"127.0.0.1:{free_port()}"}
+        ports["introspection_addr"] = f"127.0.0.1:{free_port()}"
+        ports[key] = busy
+        result = subprocess.run(
+            [*command("clair"), "serve"],
+            env=child_env(
+                {
+                    "CLAIR_HTTP_LISTEN_ADDR": ports["http_listen_addr"],
+                    "CLAIR_INTROSPECTION_ADDR": ports["introspection_addr"],
+                    "CLAIR_INDEXER__CONNSTRING": module_dsn,
+                    "CLAIR_MATCHER__CONNSTRING": module_dsn,
+                    "CLAIR_MATCHER__DISABLE_UPDATERS": "true",
+                    "CLAIR_LOG_LEVEL": "warn",
+                }
+            ),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if key in line]
+    assert len(lines) == 1 and busy in lines[0] and "in use" in lines[0], stderr
 
 
 def clairctl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_config,
         validate_for_mode,
     )
-    from clair_common.server import ServeOptions, run
+    from clair_common.server import ListenError, ServeOptions, run
     from clair_common.telemetry import setup_logging, setup_tracing, start_metrics_push
 
     args = arguments(argv)
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(ServeOptions(args.mode, config)))
-    except DatabaseUnavailable as err:
+    except (DatabaseUnavailable, ListenError) as err:
         print(f"clair: {args.config or 'environment'}: {err}", file=sys.stderr)
         return 1
     finally:
