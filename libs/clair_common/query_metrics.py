@@ -21,7 +21,14 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-__all__ = ["GO_DEFAULT_BUCKETS", "BareCounter", "QueryFamily", "QueryMetrics"]
+__all__ = [
+    "GO_DEFAULT_BUCKETS",
+    "QUERY",
+    "QUERY_SUCCESS",
+    "BareCounter",
+    "QueryFamily",
+    "QueryMetrics",
+]
 
 GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -29,15 +36,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+QUERY = ("query",)
+QUERY_SUCCESS = ("query", "success")
+
+
 @dataclass(frozen=True, slots=True)
 class QueryFamily:
-    """One method's pair of families, with the names and help texts claircore gives them."""
+    """One method's pair of families, with the names, help texts and labels claircore gives
+    them: mostly `query`; some add `success` (claircore's promTimer families) or `is_delta`,
+    and GC's counter has `success` where its histogram has not."""
 
     total: str  # the counter's name without `_total` (prometheus_client appends it)
     duration: str
     total_help: str
     duration_help: str
-    success: bool = False  # labelled ("query", "success") like claircore's promTimer families
+    total_labels: tuple[str, ...] = QUERY
+    duration_labels: tuple[str, ...] = QUERY
 
 
 class QueryMetrics:
@@ -48,35 +62,40 @@ class QueryMetrics:
         self._counters: dict[str, Counter] = {}
         self._durations: dict[str, Histogram] = {}
         for method, family in self.families.items():
-            labels = ["query", "success"] if family.success else ["query"]
-            self._counters[method] = Counter(family.total, family.total_help, labels)
+            self._counters[method] = Counter(
+                family.total, family.total_help, list(family.total_labels)
+            )
             self._durations[method] = Histogram(
-                family.duration, family.duration_help, labels, buckets=GO_DEFAULT_BUCKETS
+                family.duration,
+                family.duration_help,
+                list(family.duration_labels),
+                buckets=GO_DEFAULT_BUCKETS,
             )
         # Resolving a labelled child costs more than observing it; keep them.
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
-    def _child(self, method: str, query: str, success: str) -> tuple[Any, Any]:
-        key = (method, query, success)
+    def _child(self, method: str, values: dict[str, str]) -> tuple[Any, Any]:
+        key = (method, *values.values())
         found = self._children.get(key)
         if found is None:
-            labels = (query, success) if self.families[method].success else (query,)
+            family = self.families[method]
             found = self._children[key] = (
-                self._counters[method].labels(*labels),
-                self._durations[method].labels(*labels),
+                self._counters[method].labels(*(values[n] for n in family.total_labels)),
+                self._durations[method].labels(*(values[n] for n in family.duration_labels)),
             )
         return found
 
     @contextmanager
-    def observed(self, method: str, query: str = "query") -> Iterator[None]:
-        """Count and time the enclosed query under `method`'s families."""
+    def observed(self, method: str, query: str = "query", **labels: str) -> Iterator[None]:
+        """Count and time the enclosed query under `method`'s families; `success` is whether
+        it raised, other labels (`is_delta`) are given."""
         started = time.perf_counter()
         success = "false"
         try:
             yield
             success = "true"
         finally:
-            counter, duration = self._child(method, query, success)
+            counter, duration = self._child(method, {"query": query, "success": success, **labels})
             counter.inc()
             duration.observe(time.perf_counter() - started)
 

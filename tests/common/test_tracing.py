@@ -164,15 +164,15 @@ LAYER = build_layer({"etc/os-release": b'ID=alpine\nVERSION_ID=3.20.0\nNAME="Alp
 
 
 @contextmanager
-def layer_origin() -> Iterator[str]:
+def layer_origin(layer: bytes = LAYER) -> Iterator[str]:
     """A loopback HTTP server with one small layer; yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
-            self.send_header("Content-Length", str(len(LAYER)))
+            self.send_header("Content-Length", str(len(layer)))
             self.end_headers()
-            self.wfile.write(LAYER)
+            self.wfile.write(layer)
 
         def log_message(self, *args: Any) -> None:
             return None

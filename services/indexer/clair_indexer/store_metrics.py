@@ -7,7 +7,7 @@ and affected.py say which claircore query each of ours stands for.
 
 from __future__ import annotations
 
-from clair_common.query_metrics import BareCounter, QueryFamily, QueryMetrics
+from clair_common.query_metrics import QUERY, QUERY_SUCCESS, BareCounter, QueryFamily, QueryMetrics
 
 __all__ = ["SCANNED_MANIFESTS", "STORE"]
 
@@ -24,12 +24,14 @@ def _family(
     total_name: str | None = None,
     success: bool = False,
 ) -> QueryFamily:
+    labels = QUERY_SUCCESS if success else QUERY
     return QueryFamily(
         _PREFIX + (total_name or name),
         f"{_PREFIX}{duration_name or name}_duration_seconds",
         total_help.format(spelled),
         duration_help.format(spelled),
-        success,
+        labels,
+        labels,
     )
 
 

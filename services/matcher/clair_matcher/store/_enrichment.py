@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from clair_matcher.store._metrics import VULNSTORE
+
 # The GIN index on tags finds the candidates; the link table's primary key (uo, enrich)
 # keeps those of the newest operation.
 ENRICHMENTS_SQL = """
@@ -31,5 +33,6 @@ async def enrichment_records(
     with `tags`."""
     if not tags:
         return []
-    rows = await pool.fetch(ENRICHMENTS_SQL, updater, list(tags))
+    with VULNSTORE.observed("getenrichments"):
+        rows = await pool.fetch(ENRICHMENTS_SQL, updater, list(tags))
     return [(list(r["tags"]), r["data"]) for r in rows]

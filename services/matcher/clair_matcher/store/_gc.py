@@ -7,6 +7,7 @@ import logging
 import asyncpg
 
 from clair_matcher.store._ingest import LINKING_LOCK
+from clair_matcher.store._metrics import VULNSTORE
 
 log = logging.getLogger("clair.matcher.ingest")
 
@@ -40,13 +41,15 @@ async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC
         return 0
     async with pool.acquire() as conn:
         async with conn.transaction():
-            eligible = await conn.fetch(
-                "SELECT id FROM (SELECT id, row_number() OVER"
-                " (PARTITION BY updater, kind ORDER BY id DESC) AS rn FROM update_operation) r"
-                " WHERE rn > $1 AND id NOT IN (SELECT uo_id FROM latest_update_operation)"
-                " ORDER BY id",
-                retention,
-            )
+            with VULNSTORE.observed("gc", "updateOps"):
+                eligible = await conn.fetch(
+                    "SELECT id FROM (SELECT id, row_number() OVER"
+                    " (PARTITION BY updater, kind ORDER BY id DESC) AS rn"
+                    " FROM update_operation) r"
+                    " WHERE rn > $1 AND id NOT IN (SELECT uo_id FROM latest_update_operation)"
+                    " ORDER BY id",
+                    retention,
+                )
             doomed = [r["id"] for r in eligible[:throttle]]
             if doomed:
                 await conn.execute("DELETE FROM update_operation WHERE id = ANY($1)", doomed)
@@ -59,13 +62,16 @@ async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LINKING_LOCK):
                 log.debug("gc: updates in flight; unlinked rows left for the next run")
                 return len(eligible) - len(doomed)
-            vulns = await conn.execute(
-                "DELETE FROM vuln v WHERE NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
-            )
-            enrichments = await conn.execute(
-                "DELETE FROM enrichment e"
-                " WHERE NOT EXISTS (SELECT 1 FROM uo_enrich l WHERE l.enrich = e.id)"
-            )
+            with VULNSTORE.observed("gc", "deleteVulns"):
+                vulns = await conn.execute(
+                    "DELETE FROM vuln v"
+                    " WHERE NOT EXISTS (SELECT 1 FROM uo_vuln l WHERE l.vuln = v.id)"
+                )
+            with VULNSTORE.observed("gc", "deleteEnrichments"):
+                enrichments = await conn.execute(
+                    "DELETE FROM enrichment e"
+                    " WHERE NOT EXISTS (SELECT 1 FROM uo_enrich l WHERE l.enrich = e.id)"
+                )
         _unlinked_scan_owed = False
     log.debug(
         "gc: deleted %d operations, %s vulns, %s enrichments",

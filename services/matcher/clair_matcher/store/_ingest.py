@@ -27,6 +27,7 @@ import asyncpg
 
 from clair_common.db.locks import lock_key
 from clair_common.models import Vulnerability
+from clair_matcher.store._metrics import VULNSTORE
 from clair_matcher.store._rows import ROW_COLUMNS, STAGE_COLUMNS, Row, enrichment_row, vuln_row
 
 log = logging.getLogger("clair.matcher.ingest")
@@ -328,13 +329,15 @@ async def update_vulnerabilities(
         await conn.execute("SET LOCAL synchronous_commit = on")
         # Shared with other updates; garbage collection needs it exclusively to delete rows.
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
-        uo = await conn.fetchrow(
-            "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
-            " RETURNING id, ref",
-            updater,
-            fingerprint,
-            KIND_VULNERABILITY,
-        )
+        delta = "true" if isinstance(vulns, DeltaRecords) else "false"
+        with VULNSTORE.observed("updatevulnerabilities", "create", is_delta=delta):
+            uo = await conn.fetchrow(
+                "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
+                " RETURNING id, ref",
+                updater,
+                fingerprint,
+                KIND_VULNERABILITY,
+            )
         previous_uo = await conn.fetchval(
             "SELECT uo_id FROM latest_update_operation WHERE updater = $1 AND kind = $2",
             updater,
@@ -345,11 +348,13 @@ async def update_vulnerabilities(
         writer = _VulnWriter(conn, uo["id"], updater, previous_uo is None, defaulted)
         async with contextlib.aclosing(_row_batches(vulns, updater, batch_size)) as batches:
             async for rows, count in batches:
-                await writer.store(rows)
+                with VULNSTORE.observed("updatevulnerabilities", "insert_batch", is_delta=delta):
+                    await writer.store(rows)
                 records += count
         inserted, linked = writer.inserted, writer.linked
         if isinstance(vulns, DeltaRecords) and previous_uo is not None:
-            linked += await _carry_over(conn, uo["id"], previous_uo, vulns.replaced)
+            with VULNSTORE.observed("updatevulnerabilities", "assocExisting", is_delta=delta):
+                linked += await _carry_over(conn, uo["id"], previous_uo, vulns.replaced)
         await conn.execute(
             "INSERT INTO latest_update_operation (updater, kind, uo_id) VALUES ($1, $2, $3)"
             " ON CONFLICT (updater, kind) DO UPDATE SET uo_id = EXCLUDED.uo_id",
@@ -425,22 +430,24 @@ async def update_enrichments(
         await conn.execute("SET LOCAL synchronous_commit = on")  # as in update_vulnerabilities
         # Shared with other updates; GC takes it exclusively before deleting unlinked rows.
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", LINKING_LOCK)
-        uo = await conn.fetchrow(
-            "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
-            " RETURNING id, ref",
-            updater,
-            fingerprint,
-            KIND_ENRICHMENT,
-        )
+        with VULNSTORE.observed("updateenrichments", "create"):
+            uo = await conn.fetchrow(
+                "INSERT INTO update_operation (updater, fingerprint, kind) VALUES ($1, $2, $3)"
+                " RETURNING id, ref",
+                updater,
+                fingerprint,
+                KIND_ENRICHMENT,
+            )
         await conn.execute(_CREATE_ENRICH_STAGE)
         batches = _enrichment_batches(records, updater, batch_size)
         async with contextlib.aclosing(batches):
             async for rows in batches:
-                await conn.copy_records_to_table(
-                    "enrich_stage", records=rows, columns=("hash", "tags", "data")
-                )
-                counts = await conn.fetchrow(_STORE_ENRICH_BATCH, uo["id"], updater)
-                await conn.execute("TRUNCATE enrich_stage")
+                with VULNSTORE.observed("updateenrichments", "insert_batch"):
+                    await conn.copy_records_to_table(
+                        "enrich_stage", records=rows, columns=("hash", "tags", "data")
+                    )
+                    counts = await conn.fetchrow(_STORE_ENRICH_BATCH, uo["id"], updater)
+                    await conn.execute("TRUNCATE enrich_stage")
                 staged += len(rows)
                 inserted += int(counts["inserted"])
                 linked += int(counts["linked"])

@@ -14,6 +14,7 @@ import asyncpg
 
 from clair_common.models import Vulnerability
 from clair_matcher.store._latest import Refs
+from clair_matcher.store._metrics import VULNSTORE
 from clair_matcher.store._operations import LATEST_REFS_SQL
 from clair_matcher.store._rows import VULN_COLUMNS, vuln_from_row
 
@@ -55,7 +56,9 @@ class MatchSnapshot:
 
     async def latest_refs(self) -> Refs:
         """(kind, updater, ref) of every updater's newest operation, as this snapshot sees it."""
-        return [(r[0], r[1], str(r[2])) for r in await self._conn.fetch(LATEST_REFS_SQL)]
+        with VULNSTORE.observed("getlatestrefs"):
+            rows = await self._conn.fetch(LATEST_REFS_SQL)
+        return [(r[0], r[1], str(r[2])) for r in rows]
 
     async def candidates(
         self,
@@ -69,11 +72,14 @@ class MatchSnapshot:
 
         `parameters` are the columns of the parameter table: indexes, package names, kinds,
         then one column per entry of `columns`."""
-        return list(
-            await self._conn.fetch(candidates_sql(columns, need_fixed, selected), *parameters)
-        )
+        # claircore's Get is one batch of queries; ours are the shapes' and the details'.
+        with VULNSTORE.observed("getvulnerabilities", "query_batch"):
+            return list(
+                await self._conn.fetch(candidates_sql(columns, need_fixed, selected), *parameters)
+            )
 
     async def current(self, ids: Sequence[int]) -> dict[int, Vulnerability]:
         """Those of `ids` linked to their updater's newest operation, in full."""
-        rows = await self._conn.fetch(_DETAILS_SQL, ids)
+        with VULNSTORE.observed("getvulnerabilities", "query_batch"):
+            rows = await self._conn.fetch(_DETAILS_SQL, ids)
         return {r["id"]: vuln_from_row(r) for r in rows}

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from clair_common.models import UpdateDiff, UpdateOperation, Vulnerability
+from clair_matcher.store._metrics import VULNSTORE, kind_query
 from clair_matcher.store._rows import VULN_COLUMNS, vuln_from_row
 
 LATEST_REFS_SQL = (
@@ -34,6 +35,19 @@ async def initialized(pool: asyncpg.Pool) -> bool:
 async def update_operations(
     pool: asyncpg.Pool, kind: str, *, latest: bool, updaters: Sequence[str] = ()
 ) -> dict[str, list[UpdateOperation]]:
+    # claircore: GetLatestUpdateRefs with `latest`, else GetUpdateOperations.
+    method = "getlatestrefs" if latest else "getupdateoperations"
+    with VULNSTORE.observed(method, kind_query(kind)):
+        rows = await _update_operations(pool, kind, latest=latest, updaters=updaters)
+    out: dict[str, list[UpdateOperation]] = {}
+    for r in rows:
+        out.setdefault(r["updater"], []).append(_uo(r))
+    return out
+
+
+async def _update_operations(
+    pool: asyncpg.Pool, kind: str, *, latest: bool, updaters: Sequence[str]
+) -> list[asyncpg.Record]:
     if latest:
         rows = await pool.fetch(
             "SELECT u.* FROM latest_update_operation l"
@@ -50,24 +64,24 @@ async def update_operations(
             kind,
             list(updaters),
         )
-    out: dict[str, list[UpdateOperation]] = {}
-    for r in rows:
-        out.setdefault(r["updater"], []).append(_uo(r))
-    return out
+    return list(rows)
 
 
 async def latest_ref(pool: asyncpg.Pool, kind: str) -> str | None:
-    ref = await pool.fetchval(
-        "SELECT u.ref FROM latest_update_operation l JOIN update_operation u ON u.id = l.uo_id"
-        " WHERE l.kind = $1 ORDER BY u.id DESC LIMIT 1",
-        kind,
-    )
+    with VULNSTORE.observed("getlatestupdateref", kind_query(kind)):
+        ref = await pool.fetchval(
+            "SELECT u.ref FROM latest_update_operation l"
+            " JOIN update_operation u ON u.id = l.uo_id"
+            " WHERE l.kind = $1 ORDER BY u.id DESC LIMIT 1",
+            kind,
+        )
     return str(ref) if ref is not None else None
 
 
 async def latest_refs(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
     """(kind, updater, ref) of every updater's newest operation, of every kind, sorted."""
-    rows = await pool.fetch(LATEST_REFS_SQL)
+    with VULNSTORE.observed("getlatestrefs"):
+        rows = await pool.fetch(LATEST_REFS_SQL)
     return [(r["kind"], r["updater"], str(r["ref"])) for r in rows]
 
 
@@ -101,7 +115,9 @@ async def update_diff(
         cur_row, prev_row = rows
         diff = UpdateDiff(cur=_uo(cur_row), prev=_uo(prev_row) if prev_row else None)
         for reason, sql, args in _diff_queries(cur_row, prev_row):
-            found = [vuln_from_row(r) for r in await conn.fetch(sql, *args)]
+            with VULNSTORE.observed("getupdatediff"):
+                fetched = await conn.fetch(sql, *args)
+            found = [vuln_from_row(r) for r in fetched]
             if reason == "added":
                 diff.added = found
             else:
@@ -122,7 +138,11 @@ async def update_diff_batches(
             raise LookupError(f"unknown update operation in ({prev}, {cur})")
         for reason, sql, args in _diff_queries(*rows):
             cursor = await conn.cursor(sql, *args)
-            while batch := await cursor.fetch(size):
+            while True:
+                with VULNSTORE.observed("getupdatediff"):
+                    batch = await cursor.fetch(size)
+                if not batch:
+                    break
                 yield reason, [vuln_from_row(r) for r in batch]
 
 
@@ -130,12 +150,14 @@ async def _diff_operations(
     conn: asyncpg.Connection, prev: uuid.UUID | None, cur: uuid.UUID
 ) -> tuple[asyncpg.Record, asyncpg.Record | None] | None:
     """The two operations' rows; None if one is unknown."""
-    cur_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", cur)
+    with VULNSTORE.observed("populaterefs"):
+        cur_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", cur)
     if cur_row is None:
         return None
     prev_row = None
     if prev is not None:
-        prev_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", prev)
+        with VULNSTORE.observed("populaterefs"):
+            prev_row = await conn.fetchrow("SELECT * FROM update_operation WHERE ref = $1", prev)
         if prev_row is None:
             return None
     for row in (cur_row, prev_row):
