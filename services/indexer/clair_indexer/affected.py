@@ -13,84 +13,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import asyncpg
 
 from clair_common.models import (
     AffectedManifests,
-    Distribution,
-    Package,
-    Repository,
     Vulnerability,
 )
 from clair_common.vulnerable import (
     Constraint,
-    IndexRecord,
     Matcher,
     default_matchers,
     severity_sorted,
 )
-from clair_indexer.store_metrics import STORE
-
-if TYPE_CHECKING:
-    from clair_indexer.store import IndexerStore
+from clair_indexer.store import AFFECTED_EQUALITIES, AffectedReads, IndexerStore
 
 __all__ = ["BATCH_SIZE", "affected_manifests"]
 
 BATCH_SIZE = 500
-_EQUALITIES = tuple(c for c in Constraint if c.is_equality)
-
-
-def _candidates_sql() -> str:
-    columns = [c.vuln_column for c in _EQUALITIES]
-    params = ", ".join(f"${n}::{'int' if n == 1 else 'text'}[]" for n in range(1, 4 + len(columns)))
-    names = ", ".join(["i", "name", "kind", *columns])
-    equalities = "".join(
-        f"\n  AND (q.{c.vuln_column} IS NULL OR {c.index_column} = q.{c.vuln_column})"
-        for c in _EQUALITIES
-    )
-    return f"""
-WITH q AS (
-  SELECT * FROM unnest({params}) AS q({names})
-), hit AS (
-  SELECT q.i, p.id AS package_id FROM q JOIN package p ON p.name = q.name AND p.kind = q.kind
-  UNION
-  SELECT q.i, a.package_id FROM q
-  JOIN package s ON s.name = q.name AND s.kind = q.kind
-  JOIN package_scanartifact a ON a.source_id = s.id
-)
-SELECT DISTINCT hit.i, mi.package_id, coalesce(mi.dist_id, 0) AS dist_id,
-  coalesce(mi.repo_id, 0) AS repo_id, p.name, p.version, p.kind, p.norm_kind, p.norm_version,
-  p.module, p.arch, d.did, d.name AS dist_name, d.version AS dist_version,
-  d.version_code_name, d.version_id, d.arch AS dist_arch, d.cpe AS dist_cpe, d.pretty_name,
-  r.name AS repo_name, r.key AS repo_key, r.uri AS repo_uri, r.cpe AS repo_cpe
-FROM hit
-JOIN q ON q.i = hit.i
-JOIN manifest_index mi ON mi.package_id = hit.package_id
-JOIN package p ON p.id = mi.package_id
-LEFT JOIN dist d ON d.id = mi.dist_id
-LEFT JOIN repo r ON r.id = mi.repo_id
-WHERE TRUE{equalities}
-"""
-
-
-CANDIDATES_SQL = _candidates_sql()
-# Uses manifest_index_unique (package_id, coalesce(dist_id, 0), coalesce(repo_id, 0), ...).
-MANIFESTS_SQL = """
-SELECT t.k, m.hash
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS t(p, d, r, k)
-JOIN manifest_index mi ON mi.package_id = t.p AND coalesce(mi.dist_id, 0) = t.d
-  AND coalesce(mi.repo_id, 0) = t.r
-JOIN manifest m ON m.id = mi.manifest_id
-"""
 
 
 @dataclass(frozen=True, slots=True)
 class _Query:
     vuln: Vulnerability
     matcher: Matcher
-    values: tuple[str | None, ...]  # one per _EQUALITIES entry; None = unconstrained
+    values: tuple[str | None, ...]  # one per AFFECTED_EQUALITIES entry; None = unconstrained
 
 
 def _query(vuln: Vulnerability, matcher: Matcher) -> _Query | None:
@@ -103,7 +48,7 @@ def _query(vuln: Vulnerability, matcher: Matcher) -> _Query | None:
     if Constraint.HAS_FIXED_IN_VERSION in wanted and not vuln.fixed_in_version:
         return None
     values: list[str | None] = []
-    for constraint in _EQUALITIES:
+    for constraint in AFFECTED_EQUALITIES:
         if constraint not in wanted:
             values.append(None)
             continue
@@ -114,77 +59,30 @@ def _query(vuln: Vulnerability, matcher: Matcher) -> _Query | None:
     return _Query(vuln, matcher, tuple(values))
 
 
-def _record(row: asyncpg.Record) -> IndexRecord:
-    norm_kind = row["norm_kind"]
-    package = Package(
-        id=str(row["package_id"]),
-        name=row["name"],
-        version=row["version"],
-        kind=row["kind"],
-        module=row["module"],
-        arch=row["arch"],
-        normalized_version=f"{norm_kind}:{row['norm_version']}" if norm_kind else "",
-    )
-    dist = None
-    if row["dist_id"]:
-        dist = Distribution(
-            id=str(row["dist_id"]),
-            did=row["did"],
-            name=row["dist_name"],
-            version=row["dist_version"],
-            version_code_name=row["version_code_name"],
-            version_id=row["version_id"],
-            arch=row["dist_arch"],
-            cpe=row["dist_cpe"],
-            pretty_name=row["pretty_name"],
-        )
-    repo = None
-    if row["repo_id"]:
-        repo = Repository(
-            id=str(row["repo_id"]),
-            name=row["repo_name"],
-            key=row["repo_key"],
-            uri=row["repo_uri"],
-            cpe=row["repo_cpe"],
-        )
-    return IndexRecord(package, dist, repo)
-
-
 def _columns(queries: Sequence[_Query]) -> list[list[object]]:
     rows = [
         (i, q.vuln.package.name, q.vuln.package.kind, *q.values)
         for i, q in enumerate(queries)
         if q.vuln.package is not None
     ]
-    return [[row[col] for row in rows] for col in range(3 + len(_EQUALITIES))]
+    return [[row[col] for row in rows] for col in range(3 + len(AFFECTED_EQUALITIES))]
 
 
 async def _affected_batch(
-    conn: asyncpg.Connection, queries: Sequence[_Query]
+    reads: AffectedReads, queries: Sequence[_Query]
 ) -> dict[str, dict[str, None]]:
     """Manifest digest → ids of the batch's vulnerabilities affecting it (ordered set)."""
     found: dict[tuple[int, int, int], dict[str, None]] = {}  # (pkg, dist, repo) → vuln ids
-    with STORE.observed("affectedmanifests", "vulnerabilityToPackages"):
-        candidates = await conn.fetch(CANDIDATES_SQL, *_columns(queries))
-    for row in candidates:
-        query = queries[row["i"]]
-        record = _record(row)
+    for i, triple, record in await reads.candidates(_columns(queries)):
+        query = queries[i]
         if query.matcher.filter(record) and query.matcher.vulnerable(record, query.vuln):
-            triple = (row["package_id"], row["dist_id"], row["repo_id"])
             found.setdefault(triple, {})[query.vuln.id] = None
     if not found:
         return {}
     triples = list(found)
     out: dict[str, dict[str, None]] = {}
-    with STORE.observed("affectedmanifests", "selectAffected"):
-        rows = await conn.fetch(
-            MANIFESTS_SQL,
-            [t[0] for t in triples],
-            [t[1] for t in triples],
-            [t[2] for t in triples],
-        )
-    for row in rows:
-        out.setdefault(row["hash"], {}).update(found[triples[row["k"] - 1]])
+    for k, digest in await reads.manifests(triples):
+        out.setdefault(digest, {}).update(found[triples[k]])
     return out
 
 
@@ -211,9 +109,9 @@ async def affected_manifests(
         if q is not None
     ]
     manifests: dict[str, dict[str, None]] = {}
-    async with store.pool.acquire() as conn:
+    async with store.affected_reads() as reads:
         for start in range(0, len(queries), batch_size):
-            batch = await _affected_batch(conn, queries[start : start + batch_size])
+            batch = await _affected_batch(reads, queries[start : start + batch_size])
             for digest, ids in batch.items():
                 manifests.setdefault(digest, {}).update(ids)
     result.vulnerable_manifests = {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from clair_common.models import (
     Repository,
 )
 from clair_common.telemetry import traced
+from clair_common.vulnerable import Constraint, IndexRecord
 from clair_indexer.store_metrics import STORE
 
 
@@ -443,8 +445,129 @@ class IndexerStore:
                 )
         return deleted is not None
 
-    async def affected_rows(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(query, *args))
+    @contextlib.asynccontextmanager
+    async def affected_reads(self) -> AsyncIterator[AffectedReads]:
+        """The reads of one affected-manifests request, on one connection."""
+        async with self.pool.acquire() as conn:
+            yield AffectedReads(conn)
+
+
+# -- affected manifests (internal/affected_manifest) --------------------------------------
+# The equality constraints a query may carry, in the order of their parameter columns.
+AFFECTED_EQUALITIES = tuple(c for c in Constraint if c.is_equality)
+
+
+def _affected_candidates_sql() -> str:
+    columns = [c.vuln_column for c in AFFECTED_EQUALITIES]
+    params = ", ".join(f"${n}::{'int' if n == 1 else 'text'}[]" for n in range(1, 4 + len(columns)))
+    names = ", ".join(["i", "name", "kind", *columns])
+    equalities = "".join(
+        f"\n  AND (q.{c.vuln_column} IS NULL OR {c.index_column} = q.{c.vuln_column})"
+        for c in AFFECTED_EQUALITIES
+    )
+    return f"""
+WITH q AS (
+  SELECT * FROM unnest({params}) AS q({names})
+), hit AS (
+  SELECT q.i, p.id AS package_id FROM q JOIN package p ON p.name = q.name AND p.kind = q.kind
+  UNION
+  SELECT q.i, a.package_id FROM q
+  JOIN package s ON s.name = q.name AND s.kind = q.kind
+  JOIN package_scanartifact a ON a.source_id = s.id
+)
+SELECT DISTINCT hit.i, mi.package_id, coalesce(mi.dist_id, 0) AS dist_id,
+  coalesce(mi.repo_id, 0) AS repo_id, p.name, p.version, p.kind, p.norm_kind, p.norm_version,
+  p.module, p.arch, d.did, d.name AS dist_name, d.version AS dist_version,
+  d.version_code_name, d.version_id, d.arch AS dist_arch, d.cpe AS dist_cpe, d.pretty_name,
+  r.name AS repo_name, r.key AS repo_key, r.uri AS repo_uri, r.cpe AS repo_cpe
+FROM hit
+JOIN q ON q.i = hit.i
+JOIN manifest_index mi ON mi.package_id = hit.package_id
+JOIN package p ON p.id = mi.package_id
+LEFT JOIN dist d ON d.id = mi.dist_id
+LEFT JOIN repo r ON r.id = mi.repo_id
+WHERE TRUE{equalities}
+"""
+
+
+_AFFECTED_CANDIDATES_SQL = _affected_candidates_sql()
+# Uses manifest_index_unique (package_id, coalesce(dist_id, 0), coalesce(repo_id, 0), ...).
+_AFFECTED_MANIFESTS_SQL = """
+SELECT t.k, m.hash
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS t(p, d, r, k)
+JOIN manifest_index mi ON mi.package_id = t.p AND coalesce(mi.dist_id, 0) = t.d
+  AND coalesce(mi.repo_id, 0) = t.r
+JOIN manifest m ON m.id = mi.manifest_id
+"""
+
+
+def _index_record(row: asyncpg.Record) -> IndexRecord:
+    norm_kind = row["norm_kind"]
+    package = Package(
+        id=str(row["package_id"]),
+        name=row["name"],
+        version=row["version"],
+        kind=row["kind"],
+        module=row["module"],
+        arch=row["arch"],
+        normalized_version=f"{norm_kind}:{row['norm_version']}" if norm_kind else "",
+    )
+    dist = None
+    if row["dist_id"]:
+        dist = Distribution(
+            id=str(row["dist_id"]),
+            did=row["did"],
+            name=row["dist_name"],
+            version=row["dist_version"],
+            version_code_name=row["version_code_name"],
+            version_id=row["version_id"],
+            arch=row["dist_arch"],
+            cpe=row["dist_cpe"],
+            pretty_name=row["pretty_name"],
+        )
+    repo = None
+    if row["repo_id"]:
+        repo = Repository(
+            id=str(row["repo_id"]),
+            name=row["repo_name"],
+            key=row["repo_key"],
+            uri=row["repo_uri"],
+            cpe=row["repo_cpe"],
+        )
+    return IndexRecord(package, dist, repo)
+
+
+class AffectedReads:
+    """The reads of one affected-manifests request (internal/affected_manifest), on one
+    connection: candidate index records of a batch of queries, then the manifests of those
+    found vulnerable."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def candidates(
+        self, columns: Sequence[Sequence[object]]
+    ) -> list[tuple[int, tuple[int, int, int], IndexRecord]]:
+        """(query index, (package, dist, repo) ids, record) of every indexed record a query
+        names. `columns`: query indexes, package names, kinds, then one column per
+        `AFFECTED_EQUALITIES` entry (None: unconstrained)."""
+        with STORE.observed("affectedmanifests", "vulnerabilityToPackages"):
+            rows = await self._conn.fetch(_AFFECTED_CANDIDATES_SQL, *columns)
+        return [
+            (row["i"], (row["package_id"], row["dist_id"], row["repo_id"]), _index_record(row))
+            for row in rows
+        ]
+
+    async def manifests(self, triples: Sequence[tuple[int, int, int]]) -> list[tuple[int, str]]:
+        """(position in `triples`, manifest digest) of every manifest indexing one of them."""
+        with STORE.observed("affectedmanifests", "selectAffected"):
+            rows = await self._conn.fetch(
+                _AFFECTED_MANIFESTS_SQL,
+                [t[0] for t in triples],
+                [t[1] for t in triples],
+                [t[2] for t in triples],
+            )
+        return [(row["k"] - 1, row["hash"]) for row in rows]
 
 
 def dumps(doc: Any) -> bytes:
