@@ -5,17 +5,24 @@ localhost:4317 for gRPC), `insecure` means plain text, `url_path` the HTTP path 
 /v1/traces), `headers`, `compression` ("gzip" or none), `timeout`, and `client_tls` the
 client certificate and the CA (`root_ca`) to verify the collector with. With both
 transports configured, HTTP is used (a lint warns).
+
+The collector is verified against what every other client trusts (`clair_common.tls`: the
+system store, `SSL_CERT_FILE`, every PEM in each `SSL_CERT_DIR` directory) plus `root_ca`, not
+against the bundles gRPC and requests carry of their own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import requests
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
+from requests.adapters import HTTPAdapter
 
 from clair_common.config.base import TLS
 from clair_common.config.telemetry import OTLPGRPC, OTLPHTTP, OTLPSignal
+from clair_common.tls import new_client_context, trusted_pem
 
 __all__ = ["grpc_metric_exporter", "http_metric_exporter", "span_exporter"]
 
@@ -25,6 +32,24 @@ _GRPC_DEFAULT = "localhost:4317"
 
 def _timeout(seconds: Any) -> float | None:
     return seconds.total_seconds() if seconds is not None else None
+
+
+class _TrustingAdapter(HTTPAdapter):
+    """requests' adapter over a `clair_common.tls` context instead of certifi's bundle alone."""
+
+    def __init__(self, cafile: str | None) -> None:
+        self._context = new_client_context(cafile)
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _http_session(tls: TLS | None) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", _TrustingAdapter((tls.root_ca or None) if tls else None))
+    return session
 
 
 def _http_kwargs(cfg: OTLPHTTP, default_path: str) -> dict[str, Any]:
@@ -43,6 +68,7 @@ def _http_kwargs(cfg: OTLPHTTP, default_path: str) -> dict[str, Any]:
         "headers": dict(cfg.headers) or None,
         "timeout": _timeout(cfg.timeout),
         "compression": Compression.Gzip if cfg.compression == "gzip" else Compression.NoCompression,
+        "session": _http_session(tls),
     }
 
 
@@ -51,16 +77,18 @@ def _grpc_kwargs(cfg: OTLPGRPC) -> dict[str, Any]:
 
     credentials = None
     tls = cfg.client_tls
-    if not cfg.insecure and tls is not None:
+    if not cfg.insecure:
 
-        def read(path: str) -> bytes:
+        def read(path: str) -> bytes | None:
+            if not path:
+                return None
             with open(path, "rb") as file:
                 return file.read()
 
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=read(tls.root_ca) if tls.root_ca else None,
-            private_key=read(tls.key) if tls.key else None,
-            certificate_chain=read(tls.cert) if tls.cert else None,
+            root_certificates=trusted_pem((tls.root_ca or None) if tls else None),
+            private_key=read(tls.key) if tls else None,
+            certificate_chain=read(tls.cert) if tls else None,
         )
     return {
         "endpoint": cfg.endpoint or _GRPC_DEFAULT,

@@ -22,7 +22,13 @@ import aiohttp
 
 from clair_common.dns import DaemonThreadResolver
 
-__all__ = ["client_context", "client_session", "extra_ca_files", "new_client_context"]
+__all__ = [
+    "client_context",
+    "client_session",
+    "extra_ca_files",
+    "new_client_context",
+    "trusted_pem",
+]
 
 log = logging.getLogger("clair.tls")
 
@@ -87,6 +93,13 @@ def client_context(cafile: str | None = None) -> ssl.SSLContext:
 def new_client_context(cafile: str | None = None) -> ssl.SSLContext:
     """Like `client_context`, but a new object the caller may change (client certificates)."""
     return _build(tuple(extra_ca_files()), cafile)
+
+
+def trusted_pem(cafile: str | None = None) -> bytes:
+    """What `client_context(cafile)` trusts, as one PEM bundle, for clients that take their roots
+    as bytes: gRPC's own default roots are a bundle of its own that ignores SSL_CERT_DIR."""
+    ders = client_context(cafile).get_ca_certs(binary_form=True)
+    return "".join(ssl.DER_cert_to_PEM_cert(der) for der in ders).encode("ascii")
 
 
 def client_connector() -> aiohttp.TCPConnector:

@@ -74,7 +74,10 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
 
 
 @contextmanager
-def grpc_receiver() -> Iterator[tuple[str, Received]]:
+def grpc_receiver(
+    credentials: grpc.ServerCredentials | None = None,
+) -> Iterator[tuple[str, Received]]:
+    """An OTLP/gRPC MetricsService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
 
     class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -86,7 +89,10 @@ def grpc_receiver() -> Iterator[tuple[str, Received]]:
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:
         yield f"127.0.0.1:{port}", received

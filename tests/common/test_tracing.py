@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 import threading
 import time
 import urllib.error
@@ -96,7 +97,8 @@ class Received:
 
 
 @contextmanager
-def http_receiver() -> Iterator[tuple[str, Received]]:
+def http_receiver(tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP trace receiver on 127.0.0.1 (HTTPS with `tls`, a server context)."""
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
@@ -119,6 +121,8 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -129,7 +133,10 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
 
 
 @contextmanager
-def grpc_receiver() -> Iterator[tuple[str, Received]]:
+def grpc_receiver(
+    credentials: grpc.ServerCredentials | None = None,
+) -> Iterator[tuple[str, Received]]:
+    """An OTLP/gRPC TraceService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
 
     class Service(trace_service_pb2_grpc.TraceServiceServicer):
@@ -141,7 +148,10 @@ def grpc_receiver() -> Iterator[tuple[str, Received]]:
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:
         yield f"127.0.0.1:{port}", received
