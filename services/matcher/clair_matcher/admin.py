@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import asyncpg
-
 from clair_common.clairctl.admin import AdminTask, SkipTask
 from clair_common.config import resolve_connstring
-from clair_common.db.migrate import migrate
-from clair_matcher.store import drop_updater
+from clair_matcher.store import MatcherStore
 
 
 def _dsn(cfg: Any) -> str:
@@ -21,18 +18,20 @@ def _dsn(cfg: Any) -> str:
 
 
 async def _migrate(cfg: Any) -> str:
-    applied = await migrate(_dsn(cfg), "matcher", "clair_matcher")
+    applied = await MatcherStore.migrate(_dsn(cfg))
     return f"applied migrations {applied}" if applied else "migrations up to date"
 
 
 async def _drop_pyupio(cfg: Any) -> str:
     """Clair's post-4.7.0 task: the pyup.io feed is gone and its records confuse the Python
     matcher, so its operations go, then the vulnerabilities no operation links any more."""
-    conn = await asyncpg.connect(_dsn(cfg), server_settings={"search_path": "matcher"})
+    store = await MatcherStore.open(
+        _dsn(cfg), application_name="clairctl", migrations=False, min_size=1, max_size=1
+    )
     try:
-        ops, vulns = await drop_updater(conn, "pyupio")
+        ops, vulns = await store.drop_updater("pyupio")
     finally:
-        await conn.close()
+        await store.close()
     return f"pyupio: {ops} update operations, {vulns} vulnerabilities deleted"
 
 

@@ -26,7 +26,7 @@ from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool
 from clair_common.models import UpdateDiff, UpdateOperation, Vulnerability
 from clair_matcher.store import _enrichment, _gc, _ingest, _operations, _status
-from clair_matcher.store._gc import GC_THROTTLE, drop_updater
+from clair_matcher.store._gc import GC_THROTTLE
 from clair_matcher.store._ingest import (
     BATCH_SIZE,
     KIND_ENRICHMENT,
@@ -53,7 +53,6 @@ __all__ = [
     "MatchSnapshot",
     "MatcherStore",
     "Refs",
-    "drop_updater",
 ]
 
 
@@ -70,7 +69,7 @@ class MatcherStore:
         """A store on a pool of its own (`create_pool`'s `pool_options`), the schema migrated
         first when `migrations`; `close` closes the pool."""
         if migrations:
-            await migrate(dsn, SCHEMA, "clair_matcher")
+            await cls.migrate(dsn)
         pool = await create_pool(
             dsn, schema=SCHEMA, application_name=application_name, **pool_options
         )
@@ -78,6 +77,11 @@ class MatcherStore:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    @staticmethod
+    async def migrate(dsn: str | None) -> list[int]:
+        """Applies the pending migrations of ../migrations; returns their numbers."""
+        return await migrate(dsn, SCHEMA, "clair_matcher")
 
     # -- update operations -----------------------------------------------------------------
     async def initialized(self) -> bool:
@@ -189,3 +193,8 @@ class MatcherStore:
         """Keeps the newest `retention` operations per updater and kind (0: all), deleting at
         most `throttle` older ones; returns how many eligible ones remain."""
         return await _gc.collect_garbage(self.pool, retention, throttle)
+
+    async def drop_updater(self, updater: str) -> tuple[int, int]:
+        """Deletes all of `updater`'s operations and its rows left unlinked (a feed that is
+        gone); returns (operations, vulnerabilities) deleted."""
+        return await _gc.drop_updater(self.pool, updater)

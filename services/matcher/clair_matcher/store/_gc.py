@@ -82,10 +82,10 @@ async def collect_garbage(pool: asyncpg.Pool, retention: int, throttle: int = GC
     return len(eligible) - len(doomed)
 
 
-async def drop_updater(conn: asyncpg.Connection, updater: str) -> tuple[int, int]:
+async def drop_updater(pool: asyncpg.Pool, updater: str) -> tuple[int, int]:
     """Deletes every operation of `updater`, then its vulnerabilities no operation links any
     more, in one transaction; returns (operations, vulnerabilities) deleted."""
-    async with conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         ops = await conn.execute("DELETE FROM update_operation WHERE updater = $1", updater)
         vulns = await conn.execute(
             "DELETE FROM vuln v WHERE v.updater = $1"
