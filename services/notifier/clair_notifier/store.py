@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,15 +137,21 @@ class NotifierStore:
 
     # -- delivery --------------------------------------------------------------------------
     async def pending(self) -> list[uuid.UUID]:
-        """Sets due for delivery: created, or failed before and past their backoff (oldest
-        first)."""
+        """Sets due for delivery, in the order they were made: the undelivered ones (created,
+        or failed before) up to the first still in its backoff, which none overtakes.
+
+        Made is the time of the set's update operation row, written in the set's transaction
+        (the receipt's `ts` moves with every status change)."""
         with observed("created"):
             rows = await self.pool.fetch(
-                "SELECT notification_id FROM receipt WHERE status = ANY($1::receipt_status[])"
-                " AND (retry_at IS NULL OR retry_at <= now()) ORDER BY ts",
+                "SELECT r.notification_id, r.retry_at IS NULL OR r.retry_at <= now() AS due"
+                " FROM receipt r JOIN notifier_update_operation o ON o.uo_id = r.uo_id"
+                " WHERE r.status = ANY($1::receipt_status[])"
+                " ORDER BY o.ts, r.notification_id",
                 list(PENDING),
             )
-        return [r["notification_id"] for r in rows]
+        due = itertools.takewhile(lambda r: r["due"], rows)
+        return [r["notification_id"] for r in due]
 
     async def delivery_failed(
         self, notification_id: uuid.UUID, reason: str, base: timedelta, cap: timedelta

@@ -1,12 +1,19 @@
 """Delivery of notification sets to subscribers (clair-api.md 8): one module per mechanism.
 
-Every `delivery_interval`, each set whose receipt is `created`, or `delivery_failed` and past
-its backoff, is handed to the configured deliverer under the advisory lock of its id; success
-marks it `delivered`, failure `delivery_failed`. Direct deliverers (AMQP and STOMP with
-`direct: true`) are handed the whole set, and a set they sent is then marked `deleted` at
-once, as Clair does: the subscriber has it all and will not call back. Clair retries a failed
-set on every tick forever; here the wait doubles from the delivery interval per failure, up to
-RETRY_CAP, so a subscriber that is down is not hammered and comes back to a steady trickle.
+Every `delivery_interval` (and once at start-up), the sets whose receipt is `created` or
+`delivery_failed` are handed to the configured deliverer in the order they were made, each
+under the advisory lock of its id; success marks it `delivered`, failure `delivery_failed`.
+Direct deliverers (AMQP and STOMP with `direct: true`) are handed the whole set, and a set
+they sent is then marked `deleted` at once, as Clair does: the subscriber has it all and will
+not call back.
+
+Unlike Clair, which retries every failed set on every tick, the sets form a queue: a failure
+ends the tick and the failed set is retried after a wait that doubles from the delivery
+interval per failure, up to RETRY_CAP; no later set overtakes it meanwhile. A subscriber
+that is down is thus tried once per backoff step, not once per set and tick, and gets the
+sets in order when it is back (a set is the diff from its updater's previous one). The log
+says when delivery starts failing, when the reason changes, and when it recovers; the single
+attempts are at debug level, the last reason is in the set's receipt.
 """
 
 from __future__ import annotations
@@ -84,14 +91,21 @@ class DeliveryLoop:
         self.deliverer = deliverer
         self.retry_base = retry_base
         self.retry_cap = max(retry_cap, retry_base)
+        # The reason deliveries are failing with, None while they succeed: what is logged is
+        # a change of it, not every attempt.
+        self._failing: str | None = None
+        self._failures = 0
 
     async def run_once(self) -> DeliveryReport:
         report = DeliveryReport()
         for notification_id in await self.store.pending():
             key = str(notification_id)
             async with self.locks.try_hold(key) as held:
+                if not held:  # another replica is delivering it: the sets after it wait
+                    report.skipped.append(key)
+                    break
                 # Re-read under the lock: another replica may have delivered it meanwhile.
-                if not held or await self.store.status(notification_id) not in PENDING:
+                if await self.store.status(notification_id) not in PENDING:
                     report.skipped.append(key)
                     continue
                 try:
@@ -101,17 +115,43 @@ class DeliveryLoop:
                     await self.deliverer.deliver(notification_id, notifications)
                 except Exception as exc:
                     reason = one_line(exc)
-                    log.warning("%s delivery of %s failed: %s", self.deliverer.name, key, reason)
+                    self._failed(key, reason)
                     await self.store.delivery_failed(
                         notification_id, reason, self.retry_base, self.retry_cap
                     )
                     report.failed[key] = reason
-                    continue
+                    break  # the subscriber is failing: the sets after this one wait
                 await self.store.set_status(notification_id, "delivered")
                 if self.deliverer.direct:
                     await self.store.set_status(notification_id, "deleted")
+                self._delivered(key)
                 report.delivered.append(key)
         return report
+
+    def _failed(self, key: str, reason: str) -> None:
+        self._failures += 1
+        if reason == self._failing:
+            log.debug("%s delivery of %s failed again: %s", self.deliverer.name, key, reason)
+            return
+        self._failing = reason
+        log.warning(
+            "%s delivery failing: %s (set %s; retried with backoff)",
+            self.deliverer.name,
+            reason,
+            key,
+        )
+
+    def _delivered(self, key: str) -> None:
+        if self._failing is not None:
+            log.info(
+                "%s delivery recovered after %d failed attempts (set %s delivered)",
+                self.deliverer.name,
+                self._failures,
+                key,
+            )
+        else:
+            log.debug("%s delivery of %s done", self.deliverer.name, key)
+        self._failing, self._failures = None, 0
 
     async def close(self) -> None:
         await self.deliverer.close()

@@ -12,20 +12,28 @@ import orjson
 from multidict import CIMultiDict
 
 from clair_common.config.notifier import Webhook
+from clair_common.errors import one_line
 from clair_common.http.auth import sign
 from clair_common.tls import client_session
 from clair_notifier.delivery import DeliveryError
 
 ISSUER = "clair-notifier"
-TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+# Bounds one delivery, so a subscriber that takes the request and never answers fails it.
+TIMEOUT = 60.0
+_CONNECT_TIMEOUT = 10.0
 
 
 class WebhookDeliverer:
     name = "webhook"
     direct = False
 
-    def __init__(self, config: Webhook, psk: bytes | None = None) -> None:
+    def __init__(
+        self, config: Webhook, psk: bytes | None = None, *, timeout: float = TIMEOUT
+    ) -> None:
         self.target = config.target
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=min(timeout, _CONNECT_TIMEOUT)
+        )
         self.callback = config.callback
         self.headers = config.headers
         self.psk = psk
@@ -49,18 +57,25 @@ class WebhookDeliverer:
         self, notification_id: uuid.UUID, notifications: Sequence[dict[str, Any]] = ()
     ) -> None:
         if self._session is None or self._session.closed:
-            self._session = client_session(timeout=TIMEOUT)
+            self._session = client_session(timeout=self.timeout)
         body = {
             "notification_id": str(notification_id),
             "callback": self.callback_url(notification_id),
         }
-        async with self._session.post(
-            self.target, data=orjson.dumps(body), headers=self._request_headers()
-        ) as resp:
-            await resp.read()
-            # Any 2xx counts (Clair took only 200, failing subscribers that answer 202 or 204).
-            if not 200 <= resp.status < 300:
-                raise DeliveryError(f"POST {self.target}: HTTP {resp.status}")
+        try:
+            async with self._session.post(
+                self.target, data=orjson.dumps(body), headers=self._request_headers()
+            ) as resp:
+                await resp.read()
+        except TimeoutError as exc:
+            raise DeliveryError(
+                f"POST {self.target}: timed out after {self.timeout.total:g} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise DeliveryError(f"POST {self.target}: {one_line(exc)}") from exc
+        # Any 2xx counts (Clair took only 200, failing subscribers that answer 202 or 204).
+        if not 200 <= resp.status < 300:
+            raise DeliveryError(f"POST {self.target}: HTTP {resp.status}")
 
     async def close(self) -> None:
         if self._session is not None:
