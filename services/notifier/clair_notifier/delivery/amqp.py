@@ -1,7 +1,10 @@
 """AMQP 0-9-1 delivery (clair-api.md 8, Clair's `notifier/amqp`).
 
 The broker URIs are dialed in order and the first connection that opens is kept for later
-deliveries (`amqps://` ones with the configured TLS). A named exchange is declared passively,
+deliveries (`amqps://` ones with the configured TLS) while it stays up; a delivery that fails
+drops it, so one lost or wedged (a broker that stopped answering, a confirm that never came)
+is never used again, and the next delivery dials afresh. Each delivery is bounded by
+`timeout`, its dial and its publishing each. A named exchange is declared passively,
 so a missing exchange fails the delivery rather than being created. Callback mode publishes
 `{"notification_id", "callback"}`; direct mode publishes the set itself as JSON arrays of
 `rollup` notifications inside one AMQP transaction, so the subscriber gets all or none.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.connection import make_url
 
 from clair_common.config.notifier import AMQP
+from clair_common.errors import one_line
 from clair_notifier.delivery import DeliveryError, callback_body, rollups, tls_context
 
 APP_ID = "clairV4-notifier"
@@ -31,19 +36,40 @@ TIMEOUT = 30.0
 __all__ = ["AMQPDeliverer"]
 
 
+def _not_a_delivery_failure(record: logging.LogRecord) -> bool:
+    # aiormq logs each failed dial, lost connection and timed-out call (ERROR, WARNING); the
+    # delivery loop already says so, once per change of state rather than once per attempt.
+    return not str(record.msg).startswith(
+        (
+            "error when creating transport",
+            "Cancelling cause reader exited abnormally",
+            "Closing channel %r",  # after a call timed out
+        )
+    )
+
+
+for _name in ("aiormq.connection", "aiormq.channel"):
+    logging.getLogger(_name).addFilter(_not_a_delivery_failure)
+
+
 class AMQPDeliverer:
     name = "amqp"
 
-    def __init__(self, config: AMQP) -> None:
+    def __init__(self, config: AMQP, *, timeout: float = TIMEOUT) -> None:
         self.config = config
+        self.timeout = timeout
         self.direct = config.direct
         self._connection: AbstractConnection | None = None
         self._dial_lock = asyncio.Lock()
 
     async def _connect(self) -> AbstractConnection:
         async with self._dial_lock:
-            if self._connection is not None and not self._connection.is_closed:
-                return self._connection
+            kept = self._connection
+            # A dropped connection is not `is_closed` (only close() sets that): `connected`
+            # is cleared when the broker goes away.
+            if kept is not None and not kept.is_closed and kept.connected.is_set():
+                return kept
+            await self._drop()
             errors: list[str] = []
             for uri in self.config.uris:
                 tls = urlsplit(uri).scheme == "amqps"
@@ -51,17 +77,24 @@ class AMQPDeliverer:
                     make_url(uri), ssl_context=tls_context(self.config.tls) if tls else None
                 )
                 try:
-                    await connection.connect(timeout=TIMEOUT)
+                    await connection.connect(timeout=self.timeout)
                 except Exception as exc:
                     # Closed here: aio_pika.connect leaves a failed connection to the garbage
                     # collector, whose __del__ schedules its close on whatever loop is current.
                     with contextlib.suppress(Exception):
                         await connection.close()
-                    errors.append(f"{_redacted(uri)}: {exc or type(exc).__name__}")
+                    errors.append(f"{_redacted(uri)}: {one_line(exc)}")
                     continue
                 self._connection = connection
                 return connection
             raise DeliveryError("amqp: no broker could be reached: " + "; ".join(errors))
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # aiormq bounds the close handshake (a couple of seconds) on a silent broker.
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _exchange(self, channel: AbstractChannel) -> AbstractExchange:
         if not self.config.exchange.name:
@@ -74,47 +107,54 @@ class AMQPDeliverer:
     ) -> None:
         connection = await self._connect()
         try:
-            if self.direct:
-                await self._publish_set(connection, notifications)
-            else:
-                await self._publish_callback(connection, notification_id)
-        except DeliveryError:
-            raise
+            # Channels are opened and closed inside the bound, not in `async with`: a context
+            # exit after the timeout fired would wait, unbounded, on the wedged connection.
+            async with asyncio.timeout(self.timeout):
+                if self.direct:
+                    await self._publish_set(connection, notifications)
+                else:
+                    await self._publish_callback(connection, notification_id)
         except Exception as exc:
-            raise DeliveryError(f"amqp: {exc or type(exc).__name__}") from exc
+            await self._drop()
+            if isinstance(exc, DeliveryError):
+                raise
+            if isinstance(exc, TimeoutError):
+                raise DeliveryError(
+                    f"amqp: the broker did not answer within {self.timeout:g} s"
+                ) from exc
+            raise DeliveryError(f"amqp: {one_line(exc)}") from exc
 
     async def _publish_callback(
         self, connection: AbstractConnection, notification_id: uuid.UUID
     ) -> None:
         # Publisher confirms: the delivery counts once the broker has taken the message.
-        async with connection.channel(publisher_confirms=True) as channel:
-            exchange = await self._exchange(channel)
-            await exchange.publish(
-                _message(callback_body(self.config.callback, notification_id)),
-                routing_key=self.config.routing_key,
-                mandatory=False,  # as Clair: an unbound routing key is not the notifier's fault
-                timeout=TIMEOUT,
-            )
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await self._exchange(channel)
+        await exchange.publish(
+            _message(callback_body(self.config.callback, notification_id)),
+            routing_key=self.config.routing_key,
+            mandatory=False,  # as Clair: an unbound routing key is not the notifier's fault
+        )
+        await channel.close()
 
     async def _publish_set(
         self, connection: AbstractConnection, notifications: Sequence[dict[str, Any]]
     ) -> None:
-        # Transactions and publisher confirms exclude each other on one channel.
-        async with connection.channel(publisher_confirms=False) as channel:
-            exchange = await self._exchange(channel)
-            async with channel.transaction():
-                for body in rollups(notifications, self.config.rollup):
-                    await exchange.publish(
-                        _message(body),
-                        routing_key=self.config.routing_key,
-                        mandatory=False,
-                        timeout=TIMEOUT,
-                    )
+        # Transactions and publisher confirms exclude each other on one channel: the set
+        # counts once the broker answered the commit.
+        channel = await connection.channel(publisher_confirms=False)
+        exchange = await self._exchange(channel)
+        transaction = channel.transaction()
+        await transaction.select()
+        for body in rollups(notifications, self.config.rollup):
+            await exchange.publish(
+                _message(body), routing_key=self.config.routing_key, mandatory=False
+            )
+        await transaction.commit()
+        await channel.close()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            await connection.close()
+        await self._drop()
 
 
 def _message(body: bytes) -> aio_pika.Message:

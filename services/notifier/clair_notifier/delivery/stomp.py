@@ -19,7 +19,8 @@ from clair_common.config.notifier import STOMP
 from clair_notifier.delivery import DeliveryError, callback_body, rollups, tls_context
 from clair_notifier.delivery.stompclient import StompClient
 
-DIAL_TIMEOUT = 30.0
+# Bounds one dial, and the wait for each answer of the broker.
+TIMEOUT = 30.0
 
 __all__ = ["StompDeliverer"]
 
@@ -27,9 +28,10 @@ __all__ = ["StompDeliverer"]
 class StompDeliverer:
     name = "stomp"
 
-    def __init__(self, config: STOMP) -> None:
+    def __init__(self, config: STOMP, *, timeout: float = TIMEOUT) -> None:
         self.config = config
         self.direct = config.direct
+        self.timeout = timeout
 
     async def _connect(self) -> StompClient:
         user = self.config.user
@@ -44,7 +46,7 @@ class StompDeliverer:
                     login=user.login if user else "",
                     passcode=user.passcode if user else "",
                     tls=tls,
-                    dial_timeout=DIAL_TIMEOUT,
+                    io_timeout=self.timeout,
                 )
             except DeliveryError as exc:
                 errors.append(f"{uri}: {exc}")

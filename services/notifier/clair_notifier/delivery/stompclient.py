@@ -18,8 +18,8 @@ from clair_notifier.delivery import DeliveryError
 
 __all__ = ["Frame", "StompClient"]
 
-# Bounds waiting for one frame (CONNECTED, RECEIPT) once connected.
-REPLY_TIMEOUT = 30.0
+# Bounds the dial, and waiting for each frame (CONNECTED, RECEIPT) once connected.
+TIMEOUT = 30.0
 _MAX_FRAME = 64 << 20
 
 _ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", ":": "\\c"}
@@ -96,9 +96,15 @@ class StompClient:
     """One STOMP connection. Use `connect`, then `send`/`begin`/`commit`/`abort`/`subscribe`/
     `receive`, and `disconnect` (or `close` on errors)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float = TIMEOUT,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.timeout = timeout
         self.server: dict[str, str] = {}
         self._ids = itertools.count(1)
         # MESSAGE frames read while waiting for a RECEIPT, for `receive`.
@@ -114,19 +120,20 @@ class StompClient:
         passcode: str = "",
         vhost: str = "/",
         tls: ssl.SSLContext | None = None,
-        dial_timeout: float = 30.0,
+        io_timeout: float = TIMEOUT,
     ) -> StompClient:
-        """Dials and logs in; `vhost` goes in the `host` header (RabbitMQ's virtual host)."""
+        """Dials and logs in; `vhost` goes in the `host` header (RabbitMQ's virtual host).
+        `io_timeout` bounds the dial and each wait for the broker's answer."""
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
                     host, port, ssl=tls, server_hostname=host if tls else None, limit=_MAX_FRAME
                 ),
-                dial_timeout,
+                io_timeout,
             )
         except (OSError, TimeoutError) as exc:
             raise DeliveryError(f"stomp: dial {host}:{port}: {exc or 'timed out'}") from exc
-        client = cls(reader, writer)
+        client = cls(reader, writer, io_timeout)
         try:
             headers = {"accept-version": "1.2", "host": vhost, "heart-beat": "0,0"}
             if login:
@@ -151,7 +158,7 @@ class StompClient:
 
     async def _read(self) -> Frame:
         try:
-            frame = await asyncio.wait_for(read_frame(self.reader), REPLY_TIMEOUT)
+            frame = await asyncio.wait_for(read_frame(self.reader), self.timeout)
         except TimeoutError as exc:
             raise DeliveryError("stomp: no answer from the broker") from exc
         if frame.command == "ERROR":
