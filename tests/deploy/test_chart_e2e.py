@@ -49,7 +49,7 @@ from tests.fixtures.registry import LocalRegistry
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 UPDATER = "osv/pypi"
-# The notifier's first poll and delivery come a poll_interval after start (1 minute at least).
+# The notifier's first poll comes a poll_interval after start (1 minute at least).
 NOTIFICATION_TIMEOUT = 300.0
 MANIFEST_TYPES = ", ".join(
     [

@@ -48,7 +48,7 @@ class RunningNotifier:
         return self.loops.delivery
 
     async def ready(self) -> None:
-        self.loops.start()  # first poll and delivery one interval from now, as in Clair
+        self.loops.start()  # deliveries at once, the first poll one interval from now
 
     async def close(self) -> None:
         for res in reversed(self.resources):

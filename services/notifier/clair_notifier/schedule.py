@@ -1,6 +1,8 @@
 """The notifier's background loops: poll, deliver, collect garbage, each on its own interval.
 
-As in Clair, the first poll and the first delivery come one interval after start. A failing
+As in Clair, the first poll comes one interval after start. Deliveries start at once: sets
+left undelivered by a previous run (stopped, killed, or crash-looping faster than the delivery
+interval, an hour by default) would otherwise wait a whole interval, or forever. A failing
 tick is logged as one line and never stops its loop. Intervals come from the config (at least a
 minute there); tests construct `Loops` directly with shorter ones.
 """
@@ -46,12 +48,14 @@ class Loops:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
-        for name, interval, tick in (
-            ("poll", self.poll_interval, self.poller.run_once),
-            ("delivery", self.delivery_interval, self.delivery.run_once),
-            ("gc", self.gc_interval, self.store.collect_garbage),
+        for name, interval, tick, first in (
+            ("poll", self.poll_interval, self.poller.run_once, self.poll_interval),
+            ("delivery", self.delivery_interval, self.delivery.run_once, timedelta(0)),
+            ("gc", self.gc_interval, self.store.collect_garbage, self.gc_interval),
         ):
-            task = loop.create_task(_every(name, interval, tick), name=f"clair-notifier-{name}")
+            task = loop.create_task(
+                _every(name, interval, tick, first), name=f"clair-notifier-{name}"
+            )
             self._tasks.append(task)
 
     async def close(self) -> None:
@@ -63,10 +67,13 @@ class Loops:
         self._tasks.clear()
 
 
-async def _every(name: str, interval: timedelta, tick: Callable[[], Awaitable[Any]]) -> None:
+async def _every(
+    name: str, interval: timedelta, tick: Callable[[], Awaitable[Any]], first: timedelta
+) -> None:
+    await asyncio.sleep(first.total_seconds())
     while True:
-        await asyncio.sleep(interval.total_seconds())
         try:
             await tick()
         except Exception as exc:  # the loop outlives any single tick
             log.error("notifier %s failed: %s", name, " ".join(str(exc).split()) or exc)
+        await asyncio.sleep(interval.total_seconds())
