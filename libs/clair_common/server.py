@@ -23,6 +23,7 @@ from hypercorn.events import Event, Updated
 from clair_common.clients import Indexer, Matcher
 from clair_common.config.views import service_view
 from clair_common.db.health import DatabaseMonitor
+from clair_common.db.startup import start_when_available
 from clair_common.http.app import build_api_app
 from clair_common.http.introspection import Readiness, build_introspection_app
 from clair_common.runtime import SERVICE_ORDER, Service, ServiceContext, load_starter
@@ -193,7 +194,13 @@ async def run(opts: ServeOptions) -> None:
         intro_task = asyncio.create_task(_listen(introspection, intro_sock, stop, config))
         stack.push_async_callback(_stop_listener, intro_task, stop)
         dsns, migrations = _resolve_databases(config)
-        services = await start_services(opts.mode, config, dsns, migrations)
+        services = await start_when_available(
+            lambda: start_services(opts.mode, config, dsns, migrations),
+            stop=stop,
+            give_up_after=config.database_startup_timeout.total_seconds() or None,
+        )
+        if services is None:  # SIGTERM while waiting for the database
+            return
         stack.push_async_callback(_close_all, services)
         monitor = DatabaseMonitor(
             [dsns[name] for name in services_for(opts.mode, config)],

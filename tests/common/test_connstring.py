@@ -285,9 +285,11 @@ def test_check_config_parses_connstrings_as_serve_does(tmp_path: Path) -> None:
 
 
 def test_serve_with_an_unreachable_database_fails_in_one_line(tmp_path: Path) -> None:
+    """Once `database_startup_timeout` has passed (by default it waits for ever)."""
     config = tmp_path / "config.yaml"
     config.write_text(
         f"http_listen_addr: 127.0.0.1:{free_port()}\nintrospection_addr: 127.0.0.1:{free_port()}\n"
+        "database_startup_timeout: 1s\n"
         f"indexer:\n  connstring: host=127.0.0.1 port={free_port()} user=clair connect_timeout=2\n"
     )
     result = _run("clair_common.cli.clair", "serve", "--mode", "indexer", "--config", str(config))

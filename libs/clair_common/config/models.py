@@ -293,6 +293,9 @@ class SharedConfig(ConfigModel):
     # database routes answer 503 and /readyz 503.
     database_connect_timeout: GoDuration = DEFAULT_DATABASE_CONNECT_TIMEOUT
     database_statement_timeout: GoDuration = DEFAULT_DATABASE_STATEMENT_TIMEOUT
+    # Not in Clair: how long `clair serve` keeps retrying to start while its database does not
+    # answer (/healthz 200, /readyz 503 meanwhile) before it exits; 0: until it answers.
+    database_startup_timeout: GoDuration = timedelta(0)
 
     @field_validator("http_listen_addr", mode="before")
     @classmethod

@@ -40,39 +40,46 @@ def load_migrations(package: str) -> list[Migration]:
     return found
 
 
-async def migrate(dsn: str | None, schema: str, package: str) -> list[int]:
-    """Applies pending migrations; returns the versions applied now."""
-    migrations = load_migrations(package)
+async def migrate(
+    dsn: str | None, schema: str, package: str, *, up_to: int | None = None
+) -> list[int]:
+    """Applies pending migrations (those numbered at most `up_to`, when given: the schema of
+    an earlier release); returns the versions applied now.
+
+    A migration and its row in the migrations table commit together, so a database lost in
+    the middle of one leaves it unapplied, and the next run starts it again.
+    """
+    migrations = [m for m in load_migrations(package) if up_to is None or m.version <= up_to]
     conn = await connect(dsn, application_name="clair-migrate", key=schema)
     applied_now: list[int] = []
     key = lock_key(f"migrations:{schema}")
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", key)
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            await conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{schema}".migrations ('
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = {
-                r["version"] for r in await conn.fetch(f'SELECT version FROM "{schema}".migrations')
-            }
-            for m in migrations:
-                if m.version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
-                    await conn.execute(m.sql)
-                    await conn.execute(
-                        f'INSERT INTO "{schema}".migrations (version, name) VALUES ($1, $2)',
-                        m.version,
-                        m.name,
-                    )
-                log.info("applied migration %s/%03d_%s", schema, m.version, m.name)
-                applied_now.append(m.version)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", key)
-    finally:
-        await conn.close()
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".migrations ('
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        rows = await conn.fetch(f'SELECT version FROM "{schema}".migrations')
+        done = {r["version"] for r in rows}
+        for m in migrations:
+            if m.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                await conn.execute(m.sql)
+                await conn.execute(
+                    f'INSERT INTO "{schema}".migrations (version, name) VALUES ($1, $2)',
+                    m.version,
+                    m.name,
+                )
+            log.info("applied migration %s/%03d_%s", schema, m.version, m.name)
+            applied_now.append(m.version)
+    except BaseException:
+        # The session's end releases the lock; a server gone or frozen would never answer an
+        # unlock or a polite close (and the unlock's error would hide the one that matters).
+        conn.terminate()
+        raise
+    await conn.close()  # ends the session, and with it the advisory lock
     return applied_now
