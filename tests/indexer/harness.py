@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from clair_common.models import Manifest
 from clair_indexer.app import build_operations
 from clair_indexer.entry import concurrency_middleware
 from clair_indexer.fetch import LayerFetcher
-from clair_indexer.scanners import default_scanners
+from clair_indexer.scanners import Scanner, default_scanners
 from clair_indexer.service import IndexerService
 from clair_indexer.store import IndexerStore
 
@@ -36,13 +36,18 @@ class Indexer:
 
 @asynccontextmanager
 async def running_indexer(
-    dsn: str, cache_dir: Path, *, request_limit: int | None = None
+    dsn: str,
+    cache_dir: Path,
+    *,
+    request_limit: int | None = None,
+    scanners: Sequence[Scanner] | None = None,
 ) -> AsyncIterator[Indexer]:
     await migrate(dsn, "indexer", "clair_indexer")
     pool = await create_pool(dsn, schema="indexer", application_name="test-indexer")
     locks = AdvisoryLocks(dsn)
     fetcher = LayerFetcher(cache_dir, max_cache_bytes=1 << 30)
-    service = IndexerService(IndexerStore(pool), locks, fetcher, default_scanners())
+    chosen = default_scanners() if scanners is None else scanners
+    service = IndexerService(IndexerStore(pool), locks, fetcher, chosen)
     await service.start()
     app = build_api_app(
         build_operations(service), extra_middleware=[concurrency_middleware(request_limit)]

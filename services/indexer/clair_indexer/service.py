@@ -65,10 +65,15 @@ class IndexFailed(Exception):
 
 
 def index_state(scanners: Sequence[ScannerRow]) -> str:
-    """Clair's state: changes exactly when the scanner set or a scanner version changes."""
+    """Clair's state: changes exactly when the scanner set or a scanner version changes.
+
+    Computed as claircore's libindex does: md5 of its version magic, then one
+    `name+version+kind` line per scanner name (the last of a name wins), sorted by name.
+    """
+    lines = {s.name: f"{s.name}{s.version}{s.kind}\n" for s in scanners}
     h = hashlib.md5(b"libindex number: 2\n", usedforsecurity=False)
-    for s in sorted(scanners, key=lambda s: (s.name, s.version, s.kind)):
-        h.update(f"{s.name}{s.version}{s.kind}\n".encode())
+    for name in sorted(lines):
+        h.update(lines[name].encode())
     return h.hexdigest()
 
 

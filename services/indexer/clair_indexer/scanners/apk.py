@@ -54,7 +54,7 @@ def parse_installed(data: bytes, package_db: str = INSTALLED) -> list[Package]:
 
 class ApkScanner(Scanner):
     name: ClassVar[str] = "apk"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "v0.0.1"
     kind: ClassVar[str] = "package"
     ecosystem: ClassVar[str] = "alpine"
 

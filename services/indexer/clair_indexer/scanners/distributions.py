@@ -46,7 +46,7 @@ def debian_from_os_release(kv: dict[str, str]) -> Distribution | None:
 
 class DebianScanner(Scanner):
     name: ClassVar[str] = "debian"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "dpkg"
 
@@ -93,7 +93,7 @@ def _parse_or_none(data: bytes | None) -> dict[str, str] | None:
 
 class UbuntuScanner(Scanner):
     name: ClassVar[str] = "ubuntu"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "3"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "dpkg"
 
@@ -143,7 +143,7 @@ def alpine_from_issue(data: bytes) -> Distribution | None:
 
 class AlpineScanner(Scanner):
     name: ClassVar[str] = "alpine"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "3"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "alpine"
 

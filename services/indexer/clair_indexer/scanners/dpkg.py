@@ -126,7 +126,7 @@ def _sort_key(pkg: Package) -> tuple[str, str]:
 
 class DpkgScanner(Scanner):
     name: ClassVar[str] = "dpkg"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "6"
     kind: ClassVar[str] = "package"
     ecosystem: ClassVar[str] = "dpkg"
 

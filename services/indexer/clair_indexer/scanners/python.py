@@ -89,7 +89,7 @@ def _package_db(path: str) -> str:
 
 class PythonScanner(Scanner):
     name: ClassVar[str] = "python"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "5"
     kind: ClassVar[str] = "package"
     ecosystem: ClassVar[str] = "python"
 

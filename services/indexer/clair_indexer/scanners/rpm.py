@@ -119,7 +119,7 @@ def rpm_packages(layer: LayerFiles) -> list[Package]:
 
 class RpmScanner(Scanner):
     name: ClassVar[str] = "rpm"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "10"
     kind: ClassVar[str] = "package"
     ecosystem: ClassVar[str] = "rpm"
 

@@ -51,7 +51,7 @@ def rhel_from_release_text(data: bytes) -> Distribution | None:
 
 class RhelScanner(Scanner):
     name: ClassVar[str] = "rhel"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "rhel"
 
@@ -89,7 +89,7 @@ def aws_from_os_release_text(data: bytes) -> Distribution | None:
 
 class AwsScanner(Scanner):
     name: ClassVar[str] = "aws"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "rpm"
 
@@ -115,7 +115,7 @@ def oracle_from_text(data: bytes) -> Distribution | None:
 
 class OracleScanner(Scanner):
     name: ClassVar[str] = "oracle"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "v0.0.1"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "rpm"
 
@@ -159,7 +159,7 @@ def suse_from_release_text(data: bytes) -> Distribution | None:
 
 class SuseScanner(Scanner):
     name: ClassVar[str] = "suse"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "v0.0.1"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "rpm"
 
@@ -190,7 +190,7 @@ def photon_from_os_release(kv: dict[str, str]) -> Distribution | None:
 
 class PhotonScanner(Scanner):
     name: ClassVar[str] = "photon"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "v0.0.1"
     kind: ClassVar[str] = "distribution"
     ecosystem: ClassVar[str] = "rpm"
 
