@@ -66,7 +66,11 @@ class Updater(abc.ABC):
     version: str = "1"
 
     def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Apply `updaters.config.<updater name>`; the default accepts nothing to configure."""
+        """Apply `updaters.config.<updater name>`; the default accepts nothing to configure.
+
+        Implementations read the block into their frozen dataclass with `_config.read_config`,
+        which names the block and key of a bad value and warns about unknown keys.
+        """
 
     @abc.abstractmethod
     async def fetch(
@@ -87,7 +91,7 @@ class UpdaterSetFactory(abc.ABC):
     name: str
 
     def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Apply `updaters.config.<set name>`."""
+        """Apply `updaters.config.<set name>` (read as `Updater.configure` says)."""
 
     @abc.abstractmethod
     async def updater_set(self, client: aiohttp.ClientSession) -> Sequence[Updater]: ...
