@@ -7,6 +7,8 @@ from clair_common.http.routes import Operation, Reply, ServiceOperation, bind
 from clair_notifier.handlers import PAGE_TYPE, PREFIX, delete_notification, get_notification
 from clair_notifier.service import NotifierService
 
+__all__ = ["OPERATIONS", "PAGE_TYPE", "build_operations"]  # PAGE_TYPE: still importable from here
+
 _NOTIFICATION = f"{PREFIX}/notification/{{id}}"
 
 OPERATIONS: tuple[ServiceOperation[NotifierService], ...] = (
@@ -34,8 +36,6 @@ OPERATIONS: tuple[ServiceOperation[NotifierService], ...] = (
         responses={200: Reply("Deleted"), 400: Reply("Malformed id", "Error")},
     ),
 )
-
-__all__ = ["OPERATIONS", "PAGE_TYPE", "build_operations"]
 
 
 def build_operations(service: NotifierService) -> list[Operation]:
