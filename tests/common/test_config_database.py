@@ -15,7 +15,8 @@ from clair_common.config import (
     validate_document,
     validate_for_mode,
 )
-from tests.fixtures.server import clair_server, wait_ready
+from tests.common.test_connstring import _run
+from tests.fixtures.server import clair_server, free_port, wait_ready
 
 SERVICES = ("indexer", "matcher", "notifier")
 
@@ -130,3 +131,21 @@ def test_combo_starts_on_database_blocks_ignoring_connstring(
         log = server.log_text()
     assert "Traceback" not in log
     assert log.count("connstring: ignored; ") == 3
+
+
+def test_an_unreachable_database_block_is_named_in_the_one_line_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    dsn = f"host=127.0.0.1 port={free_port()} user=clair connect_timeout=2"
+    config.write_text(
+        f"http_listen_addr: 127.0.0.1:{free_port()}\nintrospection_addr: 127.0.0.1:{free_port()}\n"
+        "database_startup_timeout: 1s\n"
+        f"indexer:\n  connstring: host=elsewhere\n  database:\n    name: postgresql\n"
+        f"    postgresql:\n      dsn: {dsn}\n"
+    )
+    result = _run("clair_common.cli.clair", "serve", "--mode", "indexer", "--config", str(config))
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("clair:")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"clair: {config}: indexer.database.postgresql.dsn: cannot connect to PostgreSQL"
+    )
