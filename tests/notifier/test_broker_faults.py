@@ -63,7 +63,8 @@ class Subscriber:
 class Setup:
     proxy: CutProxy
     subscriber: Subscriber
-    deliverer: Callable[[bool], Deliverer]  # direct or not → a deliverer dialing the proxy
+    # (direct, rollup) → a deliverer dialing the proxy
+    deliverer: Callable[[bool, int], Deliverer]
 
 
 @asynccontextmanager
@@ -85,7 +86,7 @@ async def amqp_setup(broker: Broker) -> AsyncIterator[Setup]:
         async with cut_proxy(url.hostname or "127.0.0.1", url.port or 5672) as proxy:
             netloc = f"{url.username}:{url.password}@{proxy.addr}"
 
-            def deliverer(direct: bool) -> Deliverer:
+            def deliverer(direct: bool, rollup: int = 2) -> Deliverer:
                 config = AMQP.model_validate(
                     {
                         "exchange": {"name": name, "type": "direct"},
@@ -93,7 +94,7 @@ async def amqp_setup(broker: Broker) -> AsyncIterator[Setup]:
                         "callback": CALLBACK,
                         "uris": [url._replace(netloc=netloc).geturl()],
                         "direct": direct,
-                        "rollup": 2,
+                        "rollup": rollup,
                     }
                 )
                 return AMQPDeliverer(config, timeout=TIMEOUT)
@@ -124,14 +125,14 @@ async def stomp_setup(broker: Broker) -> AsyncIterator[Setup]:
     try:
         async with cut_proxy(host or "127.0.0.1", port) as proxy:
 
-            def deliverer(direct: bool) -> Deliverer:
+            def deliverer(direct: bool, rollup: int = 2) -> Deliverer:
                 config = STOMP.model_validate(
                     {
                         "destination": destination,
                         "callback": CALLBACK,
                         "uris": [proxy.addr],
                         "direct": direct,
-                        "rollup": 2,
+                        "rollup": rollup,
                         "user": {"login": broker.login, "passcode": broker.passcode},
                     }
                 )
@@ -169,7 +170,7 @@ async def test_broker_hung_then_down_then_back_gets_every_set_in_order(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     proxy, subscriber = setup.proxy, setup.subscriber
-    deliverer = setup.deliverer(False)
+    deliverer = setup.deliverer(False, 2)
     loop = DeliveryLoop(store, locks, deliverer, retry_base=BASE, retry_cap=CAP)
     made: list[uuid.UUID] = []
 
@@ -226,7 +227,7 @@ async def test_connection_cut_mid_publish_is_not_a_delivery(
     its confirm (AMQP) or receipt (STOMP) never reaching the notifier. Either way the set is
     not delivered yet; it is sent again, so the subscriber has it at least once."""
     proxy, subscriber = setup.proxy, setup.subscriber
-    loop = DeliveryLoop(store, locks, setup.deliverer(direct), retry_base=BASE, retry_cap=CAP)
+    loop = DeliveryLoop(store, locks, setup.deliverer(direct, 2), retry_base=BASE, retry_cap=CAP)
     set_id, items = await put_set(store, 3)
     # The last notification goes in the last message: the cut comes after all the rest.
     marker = str(set_id) if not direct else max(str(b.id) for b in items)
@@ -256,3 +257,35 @@ async def test_connection_cut_mid_publish_is_not_a_delivery(
         assert got[-len(want) :] == want  # the last send whole and in order
     else:
         assert set(subscriber.set_ids()) == {str(set_id)}
+
+
+async def test_broker_freezing_mid_set_fails_the_attempt_then_delivers_it_whole(
+    store: NotifierStore, locks: AdvisoryLocks, setup: Setup
+) -> None:
+    """Direct mode, a set of several MiB (more than the socket buffers hold), the broker
+    freezing once the set is part sent: the attempt fails within the deliverer's timeout
+    rather than waiting on the broker forever, and once the broker is back the set arrives
+    whole and once (the first attempt's transaction was never committed)."""
+    proxy, subscriber = setup.proxy, setup.subscriber
+    deliverer = setup.deliverer(True, 100)  # 200 messages of ~38 KB
+    loop = DeliveryLoop(store, locks, deliverer, retry_base=BASE, retry_cap=CAP)
+    set_id, items = await put_set(store, 20_000)
+    want = sorted(str(b.id) for b in items)
+    proxy.stall_at(want[200].encode())
+    try:
+        async with asyncio.timeout(30):  # the defect was a wait without end
+            report = await loop.run_once()
+        assert list(report.failed) == [str(set_id)], report
+        assert await store.status(set_id) == "delivery_failed"
+        await proxy.accept()
+
+        async def done() -> bool:
+            return await store.status(set_id) == "deleted"
+
+        async with ticking(loop) as ticker:
+            await until("the set delivered", done, ticker, within=60)
+    finally:
+        await loop.close()
+    await until("the set received", lambda: len(subscriber.notification_ids()) >= len(want))
+    await asyncio.sleep(0.2)
+    assert subscriber.notification_ids() == want

@@ -3,11 +3,12 @@
 The broker URIs are dialed in order and the first connection that opens is kept for later
 deliveries (`amqps://` ones with the configured TLS) while it stays up; a delivery that fails
 drops it, so one lost or wedged (a broker that stopped answering, a confirm that never came)
-is never used again, and the next delivery dials afresh. Each delivery is bounded by
-`timeout`, its dial and its publishing each. A named exchange is declared passively,
-so a missing exchange fails the delivery rather than being created. Callback mode publishes
-`{"notification_id", "callback"}`; direct mode publishes the set itself as JSON arrays of
-`rollup` notifications inside one AMQP transaction, so the subscriber gets all or none.
+is never used again, and the next delivery dials afresh. Every exchange with the broker (a
+dial, opening a channel, each publish and its confirm, the commit) must end within `timeout`.
+A named exchange is declared passively, so a missing exchange fails the delivery rather than
+being created. Callback mode publishes `{"notification_id", "callback"}`; direct mode
+publishes the set itself as JSON arrays of `rollup` notifications inside one AMQP transaction,
+so the subscriber gets all or none.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class AMQPDeliverer:
         self.direct = config.direct
         self._connection: AbstractConnection | None = None
         self._dial_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()  # connections being closed
 
     async def _connect(self) -> AbstractConnection:
         async with self._dial_lock:
@@ -91,10 +93,14 @@ class AMQPDeliverer:
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            # aiormq bounds the close handshake (a couple of seconds) on a silent broker.
-            with contextlib.suppress(Exception):
-                await connection.close()
+        if connection is None:
+            return
+        # On a broker that stopped reading, aiormq's close waits for its unsent frames up to
+        # three heartbeats (minutes): that goes on in the background, not in the delivery.
+        closing = asyncio.create_task(_close_quietly(connection))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.wait({closing}, timeout=self.timeout)
 
     async def _exchange(self, channel: AbstractChannel) -> AbstractExchange:
         if not self.config.exchange.name:
@@ -107,13 +113,10 @@ class AMQPDeliverer:
     ) -> None:
         connection = await self._connect()
         try:
-            # Channels are opened and closed inside the bound, not in `async with`: a context
-            # exit after the timeout fired would wait, unbounded, on the wedged connection.
-            async with asyncio.timeout(self.timeout):
-                if self.direct:
-                    await self._publish_set(connection, notifications)
-                else:
-                    await self._publish_callback(connection, notification_id)
+            if self.direct:
+                await self._publish_set(connection, notifications)
+            else:
+                await self._publish_callback(connection, notification_id)
         except Exception as exc:
             await self._drop()
             if isinstance(exc, DeliveryError):
@@ -124,37 +127,59 @@ class AMQPDeliverer:
                 ) from exc
             raise DeliveryError(f"amqp: {one_line(exc)}") from exc
 
+    def _step(self) -> asyncio.Timeout:
+        """Bounds one exchange with the broker (not a whole set, which may be large).
+
+        Channels are opened and closed inside such bounds, never by `async with`: a context
+        exit after the bound fired would wait, unbounded, on a wedged connection."""
+        return asyncio.timeout(self.timeout)
+
     async def _publish_callback(
         self, connection: AbstractConnection, notification_id: uuid.UUID
     ) -> None:
         # Publisher confirms: the delivery counts once the broker has taken the message.
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await self._exchange(channel)
-        await exchange.publish(
-            _message(callback_body(self.config.callback, notification_id)),
-            routing_key=self.config.routing_key,
-            mandatory=False,  # as Clair: an unbound routing key is not the notifier's fault
-        )
-        await channel.close()
+        async with self._step():
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await self._exchange(channel)
+        async with self._step():
+            await exchange.publish(
+                _message(callback_body(self.config.callback, notification_id)),
+                routing_key=self.config.routing_key,
+                mandatory=False,  # as Clair: an unbound routing key is not the notifier's fault
+            )
+        async with self._step():
+            await channel.close()
 
     async def _publish_set(
         self, connection: AbstractConnection, notifications: Sequence[dict[str, Any]]
     ) -> None:
         # Transactions and publisher confirms exclude each other on one channel: the set
         # counts once the broker answered the commit.
-        channel = await connection.channel(publisher_confirms=False)
-        exchange = await self._exchange(channel)
-        transaction = channel.transaction()
-        await transaction.select()
+        async with self._step():
+            channel = await connection.channel(publisher_confirms=False)
+            exchange = await self._exchange(channel)
+            transaction = channel.transaction()
+            await transaction.select()
         for body in rollups(notifications, self.config.rollup):
-            await exchange.publish(
-                _message(body), routing_key=self.config.routing_key, mandatory=False
-            )
-        await transaction.commit()
-        await channel.close()
+            async with self._step():
+                await exchange.publish(
+                    _message(body), routing_key=self.config.routing_key, mandatory=False
+                )
+        async with self._step():
+            await transaction.commit()
+        async with self._step():
+            await channel.close()
 
     async def close(self) -> None:
         await self._drop()
+        for closing in list(self._closing):
+            closing.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    with contextlib.suppress(Exception):
+        await connection.close()
 
 
 def _message(body: bytes) -> aio_pika.Message:

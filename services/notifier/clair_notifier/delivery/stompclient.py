@@ -9,7 +9,6 @@ the broker closing the connection, raises DeliveryError with the broker's messag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import ssl
 from dataclasses import dataclass, field
@@ -152,9 +151,13 @@ class StompClient:
     async def _write(self, frame: Frame) -> None:
         try:
             self.writer.write(frame.encode())
-            await self.writer.drain()
+            # Bounded: a broker that stops reading fills the socket buffers and would hold a
+            # large direct set here forever.
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
         except ConnectionError as exc:
             raise DeliveryError(f"stomp: connection lost: {exc}") from exc
+        except TimeoutError as exc:
+            raise DeliveryError("stomp: the broker stopped reading") from exc
 
     async def _read(self) -> Frame:
         try:
@@ -238,5 +241,9 @@ class StompClient:
 
     async def close(self) -> None:
         self.writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):  # already broken: nothing to flush
-            await self.writer.wait_closed()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), self.timeout)
+        except TimeoutError:  # a broker that stopped reading never takes the unsent bytes
+            self.writer.transport.abort()
+        except (OSError, ssl.SSLError):  # already broken: nothing to flush
+            pass
