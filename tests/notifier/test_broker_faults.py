@@ -162,20 +162,31 @@ def first_seen(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["callback", "direct"])
 async def test_broker_hung_then_down_then_back_gets_every_set_in_order(
     store: NotifierStore,
     locks: AdvisoryLocks,
     setup: Setup,
     caplog: pytest.LogCaptureFixture,
+    direct: bool,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     proxy, subscriber = setup.proxy, setup.subscriber
-    deliverer = setup.deliverer(False, 2)
+    deliverer = setup.deliverer(direct, 2)
     loop = DeliveryLoop(store, locks, deliverer, retry_base=BASE, retry_cap=CAP)
     made: list[uuid.UUID] = []
+    set_of: dict[str, str] = {}  # notification id → its set's
 
     async def make() -> None:
-        made.append((await put_set(store, 1))[0])
+        set_id, items = await put_set(store, 3)
+        made.append(set_id)
+        set_of.update((str(b.id), str(set_id)) for b in items)
+
+    def received() -> list[str]:
+        """The sets the subscriber heard of, in the order it did (repeats included)."""
+        if not direct:
+            return subscriber.set_ids()
+        return [set_of[n] for n in subscriber.notification_ids()]
 
     def failed(times: int) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
@@ -186,7 +197,7 @@ async def test_broker_hung_then_down_then_back_gets_every_set_in_order(
     try:
         async with ticking(loop) as ticker:
             await make()  # delivered while all is well (AMQP keeps that connection)
-            await until("the first set delivered", lambda: len(subscriber.bodies) == 1, ticker)
+            await until("the first set delivered", lambda: len(received()) > 0, ticker)
             started = asyncio.get_running_loop().time()
             proxy.stall()  # hung: every byte held, either way
             await make()
@@ -197,14 +208,20 @@ async def test_broker_hung_then_down_then_back_gets_every_set_in_order(
             await make()
             outage = asyncio.get_running_loop().time() - started
             await proxy.accept()
-            await until("every set delivered", lambda: len(set(subscriber.set_ids())) == 4, ticker)
+            await until("every set delivered", lambda: len(set(received())) == 4, ticker)
     finally:
         await loop.close()
 
     want = [str(s) for s in made]
-    assert sorted(set(subscriber.set_ids())) == sorted(want)
-    assert first_seen(subscriber.set_ids()) == want
-    assert [await store.status(s) for s in made] == ["delivered"] * 4
+    assert sorted(set(received())) == sorted(want)
+    assert first_seen(received()) == want
+    if direct:  # each set whole, in id order, sent once (no attempt got to a commit)
+        await until("every notification received", lambda: len(received()) == 12)
+        assert subscriber.notification_ids() == sorted(
+            set_of, key=lambda n: (want.index(set_of[n]), n)
+        )
+    status = "deleted" if direct else "delivered"
+    assert [await store.status(s) for s in made] == [status] * 4
     failures = await attempts(store, made)
     assert 5 <= failures <= attempts_allowed(outage, BASE, CAP) + 1, failures
     # One line per change of state (hung, the connection lost, refused, back), not one
