@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clair_dev.embedded_pg import EmbeddedPostgres, ensure_database_sync
+from clair_dev.embedded_pg import EmbeddedPostgres, dsn_with_database, ensure_database_sync
 
 from tests.fixtures.server import ClairProcess, clair_server, free_port, wait_ready
 
@@ -28,7 +28,9 @@ REPORT = "/indexer/api/v1/index_report/sha256:" + "ab" * 32
 def private_pg() -> Iterator[EmbeddedPostgres]:
     workdir = Path(tempfile.mkdtemp(prefix="clair-test-pg-down-"))
     workdir.chmod(0o755)  # the server account must traverse it when tests run as root
-    server = EmbeddedPostgres(workdir, port=free_port(), fast=True)
+    # Unix socket only: its restart cannot find a TCP port taken by another test meanwhile.
+    settings = {"listen_addresses": ""}
+    server = EmbeddedPostgres(workdir, port=free_port(), fast=True, settings=settings)
     try:
         server.start()
         yield server
@@ -86,8 +88,8 @@ def assert_503(clair: ClairProcess) -> None:
 
 @pytest.fixture
 def server(private_pg: EmbeddedPostgres, tmp_path: Path) -> Iterator[ClairProcess]:
-    dsn = private_pg.dsn.rsplit("/", 1)[0] + "/clair"
-    ensure_database_sync(private_pg.dsn, "clair")
+    dsn = dsn_with_database(private_pg.socket_dsn, "clair")
+    ensure_database_sync(private_pg.socket_dsn, "clair")
     env = {
         "CLAIR_INDEXER__CONNSTRING": dsn,
         "CLAIR_INDEXER__MIGRATIONS": "true",

@@ -21,19 +21,21 @@ from clair_common.db.migrate import migrate
 from tests.faults.test_database_down import get, until
 from tests.fixtures.server import ClairProcess, clair_server, free_port, wait_ready
 
+# Unix socket only: a restart cannot find its TCP port taken by another test meanwhile.
+SOCKET_ONLY = {"listen_addresses": ""}
 REPORT = "/indexer/api/v1/index_report/sha256:" + "ab" * 32
 UPDATES = "/matcher/api/v1/internal/update_operation"
 
 
 @pytest.fixture
 def stopped_pg() -> Iterator[EmbeddedPostgres]:
-    """A cluster with a `clair` database, stopped; its port is fixed, so a DSN names it."""
+    """A cluster with a `clair` database, stopped; its socket stays, so a DSN names it."""
     workdir = Path(tempfile.mkdtemp(prefix="clair-test-pg-late-"))
     workdir.chmod(0o755)  # the server account must traverse it when tests run as root
-    server = EmbeddedPostgres(workdir, port=free_port(), fast=True)
+    server = EmbeddedPostgres(workdir, port=free_port(), fast=True, settings=SOCKET_ONLY)
     try:
         server.start()
-        ensure_database_sync(server.dsn, "clair")
+        ensure_database_sync(server.socket_dsn, "clair")
         server.stop()
         yield server
     finally:
@@ -42,7 +44,7 @@ def stopped_pg() -> Iterator[EmbeddedPostgres]:
 
 
 def clair_dsn(pg: EmbeddedPostgres) -> str:
-    return f"postgresql://clair@127.0.0.1:{pg.port}/clair"
+    return dsn_with_database(pg.socket_dsn, "clair")
 
 
 def env_for(mode: str, dsn: str) -> dict[str, str]:
@@ -136,12 +138,12 @@ async def test_database_lost_in_the_middle_of_a_migration(
     Migration 3 creates a function, then a trigger on a table the test holds locked: the
     server is stopped right there, between the two statements of one migration."""
     stopped_pg.start()
-    dsn = dsn_with_database(stopped_pg.dsn, "clair")
+    dsn = clair_dsn(stopped_pg)
     await migrate(dsn, "matcher", "clair_matcher", up_to=2)
     locked = asyncio.Event()
     holder = asyncio.create_task(_hold_table_lock(dsn, "matcher.latest_update_operation", locked))
     await locked.wait()
-    env = env_for("matcher", clair_dsn(stopped_pg))
+    env = env_for("matcher", dsn)
     with clair_server(tmp_path, mode="matcher", env=env, name="first") as first:
         for _ in range(600):
             if await _migration_blocked(dsn):

@@ -61,11 +61,13 @@ class Deployment:
 def deployment() -> Iterator[Deployment]:
     workdir = Path(tempfile.mkdtemp(prefix="clair-test-ingress-faults-"))
     workdir.chmod(0o755)  # the server account must traverse it when tests run as root
-    pg = EmbeddedPostgres(workdir / "pg", port=free_port(), fast=True)
+    # Unix socket only: its restart cannot find a TCP port taken by another test meanwhile.
+    settings = {"listen_addresses": ""}
+    pg = EmbeddedPostgres(workdir / "pg", port=free_port(), fast=True, settings=settings)
     try:
         pg.start()
-        ensure_database_sync(pg.dsn, "clair")
-        dsn = dsn_with_database(pg.dsn, "clair")
+        ensure_database_sync(pg.socket_dsn, "clair")
+        dsn = dsn_with_database(pg.socket_dsn, "clair")
         port = free_port()  # the matcher reaches the indexers through the ingress
         shared = {
             "CLAIR_DATABASE_CONNECT_TIMEOUT": "2s",
