@@ -30,7 +30,7 @@ from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
 from clair_matcher.updaters._conditional import CHUNK
-from clair_matcher.updaters._config import config_str
+from clair_matcher.updaters._config import read_config, setting, text
 from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.base import (
     ConfigProblem,
@@ -99,13 +99,22 @@ def cvss_record(item: Any, where: str) -> EnrichmentRecord | None:
     return None
 
 
-def _config_year(config: Mapping[str, Any], key: str, where: str) -> int | None:
-    value = config.get(key)
+def _year(value: Any, where: str) -> int | None:
+    """A year from FIRST_YEAR; null is "not set"."""
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < FIRST_YEAR:
-        raise ConfigProblem(f"updaters.config.{where}.{key}: expected a year from {FIRST_YEAR}")
+        raise ConfigProblem(f"{where}: expected a year from {FIRST_YEAR}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class CvssConfig:
+    """`updaters.config.clair.cvss`: `feed_root` (ending in `/`), and the years to read."""
+
+    feed_root: str = setting(text, "")
+    first_year: int | None = setting(_year, None)
+    last_year: int | None = setting(_year, None)
 
 
 class CvssEnricher(Enricher):
@@ -120,15 +129,16 @@ class CvssEnricher(Enricher):
         self.last_year: int | None = None
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        root = config_str(config, "feed_root", self.name)
+        settings = read_config(CvssConfig, config, self.name)
+        root = settings.feed_root
         if root:
             if not root.endswith("/"):
                 raise ConfigProblem(
                     f"updaters.config.{self.name}.feed_root: URL missing trailing slash: {root!r}"
                 )
             self.feed_root = root
-        self.first_year = _config_year(config, "first_year", self.name) or FIRST_YEAR
-        self.last_year = _config_year(config, "last_year", self.name)
+        self.first_year = settings.first_year or FIRST_YEAR
+        self.last_year = settings.last_year
 
     def years(self) -> range:
         last = self.last_year if self.last_year is not None else datetime.now(UTC).year

@@ -22,6 +22,7 @@ import logging
 import math
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
 from clair_matcher.updaters._conditional import conditional_download
-from clair_matcher.updaters._config import config_str
+from clair_matcher.updaters._config import read_config, setting, text
 from clair_matcher.updaters.base import (
     ConfigProblem,
     FeedError,
@@ -113,6 +114,13 @@ def epss_records(lines: Iterator[str], where: str) -> Iterator[EnrichmentRecord]
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EpssConfig:
+    """`updaters.config.clair.epss`: `feed_root`, one `.gz` file instead of today's."""
+
+    feed_root: str = setting(text, "")
+
+
 class EpssEnricher(Enricher):
     name = "clair.epss"
     media_type = MEDIA_TYPE
@@ -122,7 +130,7 @@ class EpssEnricher(Enricher):
         self.feed: str | None = None  # None: today's file, decided at each fetch
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        feed = config_str(config, "feed_root", self.name)
+        feed = read_config(EpssConfig, config, self.name).feed_root
         if feed:
             if not feed.endswith(".gz"):
                 raise ConfigProblem(

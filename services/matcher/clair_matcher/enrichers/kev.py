@@ -15,6 +15,7 @@ aliases included) is looked up, and the report gets `{<vuln id>: [entry, ...]}`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,7 @@ from clair_matcher.updaters._conditional import (
     if_modified_since,
     last_modified,
 )
-from clair_matcher.updaters._config import config_str
+from clair_matcher.updaters._config import read_config, setting, text
 from clair_matcher.updaters.base import (
     ConfigProblem,
     FeedError,
@@ -85,6 +86,14 @@ def kev_records(doc: Any, where: str) -> Iterator[EnrichmentRecord]:
         yield EnrichmentRecord([values["cve"]], entry)
 
 
+@dataclass(frozen=True, slots=True)
+class KevConfig:
+    """`updaters.config.clair.kev`: `feed_root` (or Clair's older `feed`), the JSON file."""
+
+    feed_root: str = setting(text, "")
+    feed: str = setting(text, "")
+
+
 class KevEnricher(Enricher):
     name = "clair.kev"
     media_type = MEDIA_TYPE
@@ -94,7 +103,8 @@ class KevEnricher(Enricher):
         self.feed = DEFAULT_FEED
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        feed = config_str(config, "feed_root", self.name) or config_str(config, "feed", self.name)
+        settings = read_config(KevConfig, config, self.name)
+        feed = settings.feed_root or settings.feed
         if feed:
             if not feed.endswith(".json"):
                 raise ConfigProblem(

@@ -107,10 +107,6 @@ def refused(why: str) -> Reader[None]:
     return read
 
 
-# -- helpers for blocks not declared as dataclasses (the enrichers') ----------------------------
-def config_str(config: Mapping[str, Any], key: str, where: str) -> str:
-    return text(config.get(key, ""), f"updaters.config.{where}.{key}")
-
-
+# -- helpers ---------------------------------------------------------------------------------
 def with_trailing_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
