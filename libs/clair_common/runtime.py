@@ -34,6 +34,9 @@ class ServiceContext(Generic[View]):
     indexer: Indexer | None = None  # peers: local objects in combo mode, HTTP clients otherwise
     matcher: Matcher | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The config key that gave `dsn`, named in database errors: `<service>.connstring`, or
+    # `<service>.database.postgresql.dsn` when the section's database block is used.
+    dsn_key: str | None = None
 
 
 class Service(Protocol):

@@ -161,6 +161,7 @@ async def start_services(
         ctx = ServiceContext[Any](
             config=service_view(config, name),
             dsn=dsns.get(name),
+            dsn_key=dsn_key(config, name),
             migrations=migrations.get(name, False),
             indexer=indexer,
             matcher=matcher,
@@ -204,7 +205,7 @@ async def run(opts: ServeOptions) -> None:
             return
         stack.push_async_callback(_close_all, services)
         monitor = DatabaseMonitor(
-            [dsns[name] for name in services_for(opts.mode, config)],
+            [(dsn_key(config, name), dsns[name]) for name in services_for(opts.mode, config)],
             timeout=min(config.database_connect_timeout.total_seconds() or 5.0, 5.0),
         )
         monitor.start()
@@ -285,6 +286,11 @@ async def _close_all(services: Sequence[Service]) -> None:
             await s.close()
         except Exception:
             log.exception("closing %s", s.name)
+
+
+def dsn_key(config: Any, name: str) -> str:
+    """The config key that names service `name`'s database, for error messages."""
+    return f"{name}.{getattr(config, name).dsn_key}"
 
 
 def _resolve_databases(config: Any) -> tuple[dict[str, str | None], dict[str, bool]]:

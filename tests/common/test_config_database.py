@@ -3,6 +3,7 @@ the older `connstring`: both forms, the precedence Clair gives them, and a real 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from clair_common.config import (
     validate_document,
     validate_for_mode,
 )
+from clair_common.db.health import DatabaseMonitor
+from clair_common.server import dsn_key
 from tests.common.test_connstring import _run
 from tests.fixtures.server import clair_server, free_port, wait_ready
 
@@ -138,7 +141,7 @@ def test_an_unreachable_database_block_is_named_in_the_one_line_error(tmp_path: 
     dsn = f"host=127.0.0.1 port={free_port()} user=clair connect_timeout=2"
     config.write_text(
         f"http_listen_addr: 127.0.0.1:{free_port()}\nintrospection_addr: 127.0.0.1:{free_port()}\n"
-        "database_startup_timeout: 1s\n"
+        "database_startup_timeout: 5s\n"  # long enough to log the first failure
         f"indexer:\n  connstring: host=elsewhere\n  database:\n    name: postgresql\n"
         f"    postgresql:\n      dsn: {dsn}\n"
     )
@@ -148,4 +151,28 @@ def test_an_unreachable_database_block_is_named_in_the_one_line_error(tmp_path: 
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(
         f"clair: {config}: indexer.database.postgresql.dsn: cannot connect to PostgreSQL"
+    )
+    # What is only logged while serve waits for the database names the same key.
+    logged = [line for line in result.stderr.splitlines() if "cannot connect" in line]
+    assert len(logged) == 2, result.stderr
+    assert all("indexer.database.postgresql.dsn: cannot connect" in line for line in logged)
+
+
+async def test_the_database_probe_names_the_database_block(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The readiness probe's one log line per outage names the key in use."""
+    dsn = f"host=127.0.0.1 port={free_port()} user=clair connect_timeout=2"
+    cfg = validate_document({"matcher": {"connstring": "host=x", "database": database(dsn)}}, "c")
+    monitor = DatabaseMonitor([(dsn_key(cfg, "matcher"), cfg.matcher.dsn)], timeout=2, interval=0.1)
+    monitor.start()
+    try:
+        async with asyncio.timeout(10):
+            while monitor.up:  # noqa: ASYNC110 (the monitor offers no event to wait on)
+                await asyncio.sleep(0.05)
+    finally:
+        await monitor.close()
+    assert (
+        "database unavailable: matcher.database.postgresql.dsn: cannot connect to PostgreSQL"
+        in caplog.text
     )

@@ -150,7 +150,7 @@ async def test_keyword_form_with_pgx_keys_reaches_the_server(pg_dsn: str) -> Non
         await pool.close()
     # The URL form with a pgx key in its query.
     url = pg_dsn + ("&" if "?" in pg_dsn else "?") + "pool_max_conns=2&search_path=x"
-    conn = await connect(url, application_name="url", key="matcher")
+    conn = await connect(url, application_name="url", key="matcher.connstring")
     try:
         assert await conn.fetchval("SELECT current_setting('search_path')") == "x"
     finally:
@@ -207,7 +207,7 @@ def tls_server() -> Iterator[TLSServer]:
 
 
 async def _uses_tls(text: str) -> bool:
-    conn = await connect(text, application_name="tls-test", key="indexer")
+    conn = await connect(text, application_name="tls-test", key="indexer.connstring")
     try:
         return bool(await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
     finally:

@@ -42,7 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_config,
         lint_config,
         load_config,
-        name_database_key,
         validate_for_mode,
     )
     from clair_common.server import ListenError, ServeOptions, run
@@ -77,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(ServeOptions(args.mode, config)))
     except (DatabaseUnavailable, ListenError) as err:
-        message = name_database_key(config, str(err))
-        print(f"clair: {args.config or 'environment'}: {message}", file=sys.stderr)
+        print(f"clair: {args.config or 'environment'}: {err}", file=sys.stderr)
         return 1
     finally:
         if pusher is not None:

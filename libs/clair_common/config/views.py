@@ -26,7 +26,6 @@ __all__ = [
     "NotifierView",
     "connstring_problems",
     "lint_config",
-    "name_database_key",
     "resolve_connstring",
     "service_view",
     "services_of",
@@ -103,17 +102,6 @@ def resolve_connstring(value: str, environ: Mapping[str, str] | None = None) -> 
     if any(env.get(name) for name in PG_ENVIRONMENT):
         return ""
     return None
-
-
-def name_database_key(cfg: Config, message: str) -> str:
-    """Database errors raised below the config name `<service>.connstring`; for a service whose
-    database its `database` block names, name `<service>.database.postgresql.dsn` instead."""
-    for name in ("indexer", "matcher", "notifier"):
-        section: Indexer | Matcher | Notifier = getattr(cfg, name)
-        prefix = f"{name}.connstring:"
-        if section.database is not None and message.startswith(prefix):
-            return f"{name}.{section.dsn_key}:{message[len(prefix) :]}"
-    return message
 
 
 def services_of(mode: Mode) -> tuple[Literal["indexer", "matcher", "notifier"], ...]:

@@ -47,10 +47,17 @@ class DatabaseMonitor:
     """Probes each DSN with a fresh connection and `SELECT 1`; `up` is the last verdict."""
 
     def __init__(
-        self, dsns: Sequence[str | None], *, timeout: float, interval: float = PROBE_INTERVAL
+        self,
+        dsns: Sequence[tuple[str, str | None]],
+        *,
+        timeout: float,
+        interval: float = PROBE_INTERVAL,
     ) -> None:
-        """`dsns`: None stands for libpq's PG* environment."""
-        self.dsns = list(dict.fromkeys(dsns))
+        """`dsns`: (config key, DSN) pairs; the key is named in the log line, a DSN given by
+        several keys is probed once, under the first; None stands for libpq's PG* environment."""
+        self.dsns: dict[str | None, str] = {}
+        for key, dsn in dsns:
+            self.dsns.setdefault(dsn, key)
         self.timeout = timeout
         self.interval = interval
         self.up = True  # services started, so it answered a moment ago
@@ -70,17 +77,17 @@ class DatabaseMonitor:
     async def _loop(self) -> None:
         while True:
             problem = None
-            for dsn in self.dsns:
+            for dsn, key in self.dsns.items():
                 # The probe runs as a task of its own and is waited for with asyncio.wait, so
                 # cancelling this loop (at shutdown) is immediate even mid-connect, where
                 # asyncpg's own timeout handling can hold a cancellation back.
-                probe = asyncio.ensure_future(self._probe(dsn))
+                probe = asyncio.ensure_future(self._probe(dsn, key))
                 try:
                     done, _ = await asyncio.wait({probe}, timeout=self.timeout + 1)
                 finally:
                     if not probe.done():
                         probe.cancel()
-                problem = probe.result() if done else f"no answer within {self.timeout:g}s"
+                problem = probe.result() if done else f"{key}: no answer within {self.timeout:g}s"
                 if problem is not None:
                     break
             if problem is not None and self.up:
@@ -90,11 +97,11 @@ class DatabaseMonitor:
             self.up = problem is None
             await asyncio.sleep(self.interval)
 
-    async def _probe(self, dsn: str | None) -> str | None:
+    async def _probe(self, dsn: str | None, key: str) -> str | None:
         conn: asyncpg.Connection | None = None
         try:
             async with asyncio.timeout(self.timeout):
-                conn = await connect(dsn, application_name="clair-probe", key="database")
+                conn = await connect(dsn, application_name="clair-probe", key=key)
                 await conn.fetchval("SELECT 1")
                 await conn.close()
                 conn = None

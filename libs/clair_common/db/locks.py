@@ -29,8 +29,10 @@ def lock_key(name: str) -> int:
 
 
 class AdvisoryLocks:
-    def __init__(self, dsn: str | None) -> None:
+    def __init__(self, dsn: str | None, *, key: str | None = None) -> None:
+        """`key`: the config key that gave `dsn`, named in connection errors."""
         self._dsn = dsn
+        self._key = key or "database.connstring"
         self._conn: asyncpg.Connection | None = None
         self._conn_guard = asyncio.Lock()
         self._local: dict[int, asyncio.Lock] = {}
@@ -38,9 +40,7 @@ class AdvisoryLocks:
     async def _query(self, sql: str, key: int) -> bool:
         async with self._conn_guard:
             if self._conn is None or self._conn.is_closed():
-                self._conn = await connect(
-                    self._dsn, application_name="clair-locks", key="database"
-                )
+                self._conn = await connect(self._dsn, application_name="clair-locks", key=self._key)
             return bool(await self._conn.fetchval(sql, key))
 
     def _local_lock(self, key: int) -> asyncio.Lock:

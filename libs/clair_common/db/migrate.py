@@ -41,20 +41,26 @@ def load_migrations(package: str) -> list[Migration]:
 
 
 async def migrate(
-    dsn: str | None, schema: str, package: str, *, up_to: int | None = None
+    dsn: str | None,
+    schema: str,
+    package: str,
+    *,
+    up_to: int | None = None,
+    key: str | None = None,
 ) -> list[int]:
     """Applies pending migrations (those numbered at most `up_to`, when given: the schema of
-    an earlier release); returns the versions applied now.
+    an earlier release); returns the versions applied now. `key`, the config key that gave
+    `dsn`, is named in errors (default `<schema>.connstring`).
 
     A migration and its row in the migrations table commit together, so a database lost in
     the middle of one leaves it unapplied, and the next run starts it again.
     """
     migrations = [m for m in load_migrations(package) if up_to is None or m.version <= up_to]
-    conn = await connect(dsn, application_name="clair-migrate", key=schema)
+    conn = await connect(dsn, application_name="clair-migrate", key=key or f"{schema}.connstring")
     applied_now: list[int] = []
-    key = lock_key(f"migrations:{schema}")
+    lock = lock_key(f"migrations:{schema}")
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{schema}".migrations ('

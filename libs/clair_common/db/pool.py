@@ -37,19 +37,19 @@ class DatabaseUnavailable(RuntimeError):
     message names the config key, for a one-line start-up error."""
 
 
-def _unavailable(schema: str, err: BaseException) -> DatabaseUnavailable:
+def _unavailable(key: str, err: BaseException) -> DatabaseUnavailable:
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return DatabaseUnavailable(f"{schema}.connstring: cannot connect to PostgreSQL: {detail}")
+    return DatabaseUnavailable(f"{key}: cannot connect to PostgreSQL: {detail}")
 
 
 async def connect(dsn: str | None, *, application_name: str, key: str) -> asyncpg.Connection:
-    """One connection with the same meaning of `dsn` as the pools (`key`: the config section
-    named in errors)."""
+    """One connection with the same meaning of `dsn` as the pools (`key`: the config key that
+    gave `dsn`, named in errors, e.g. `indexer.database.postgresql.dsn`)."""
     try:
         options = connect_options(dsn, application_name=application_name)
         conn: asyncpg.Connection = await asyncpg.connect(**options.kwargs)
     except ConnStringError as err:
-        raise DatabaseUnavailable(f"{key}.connstring: {err}") from None
+        raise DatabaseUnavailable(f"{key}: {err}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
         raise _unavailable(key, err) from err
     return conn
@@ -64,14 +64,17 @@ async def create_pool(
     max_size: int = 20,
     connect_timeout: float | None = None,
     statement_timeout: float | None = None,
+    key: str | None = None,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first; dsn None or "" uses libpq's PG* environment.
+    `key`, the config key that gave `dsn`, is named in errors (default `<schema>.connstring`).
 
     The connection string's `pool_max_conns`/`pool_min_conns` win over the sizes given here,
     its `connect_timeout` and `statement_timeout` over the timeouts (seconds, None: none).
     A statement timeout bounds every statement twice: PostgreSQL cancels it, and the client
     gives up on a server that stopped answering.
     """
+    key = key or f"{schema}.connstring"
     try:
         options = connect_options(
             dsn,
@@ -79,7 +82,7 @@ async def create_pool(
             server_settings={"search_path": f"{schema},public"},
         )
     except ConnStringError as err:
-        raise DatabaseUnavailable(f"{schema}.connstring: {err}") from None
+        raise DatabaseUnavailable(f"{key}: {err}") from None
     sizing = options.settings.pool
     max_size = sizing.max_conns or max_size
     min_size = min(sizing.min_conns if sizing.min_conns is not None else min_size, max_size)
@@ -101,7 +104,7 @@ async def create_pool(
             **kwargs,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
-        raise _unavailable(schema, err) from err
+        raise _unavailable(key, err) from err
     register_pool(application_name, pool)
     return pool
 

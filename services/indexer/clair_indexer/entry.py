@@ -55,11 +55,15 @@ def _limit(value: int) -> int | None:
 async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     cfg = ctx.config.indexer
     if ctx.migrations:
-        await migrate(ctx.dsn, SCHEMA, "clair_indexer")
+        await migrate(ctx.dsn, SCHEMA, "clair_indexer", key=ctx.dsn_key)
     pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="libindex", **pool_timeouts(ctx.config.shared)
+        ctx.dsn,
+        schema=SCHEMA,
+        key=ctx.dsn_key,
+        application_name="libindex",
+        **pool_timeouts(ctx.config.shared),
     )
-    locks = AdvisoryLocks(ctx.dsn)
+    locks = AdvisoryLocks(ctx.dsn, key=ctx.dsn_key)
     fetcher = LayerFetcher(
         cfg.layer_cache_path,
         max_cache_bytes=cfg.layer_cache_bytes,

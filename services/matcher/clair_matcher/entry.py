@@ -45,6 +45,7 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
         raise RuntimeError("matcher: no indexer configured (matcher.indexer_addr)")
     store = await MatcherStore.open(
         ctx.dsn,
+        key=ctx.dsn_key,
         application_name="libvuln",
         migrations=ctx.migrations,
         **pool_timeouts(ctx.config.shared),
@@ -60,7 +61,7 @@ async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:
         candidate_cache_rows=cfg.candidate_cache_rows,
     )
     await service.start()
-    locks = AdvisoryLocks(ctx.dsn)
+    locks = AdvisoryLocks(ctx.dsn, key=ctx.dsn_key)
     scheduler = UpdateScheduler.from_config(
         ctx.config, store, locks, on_update=service.refs_changed
     )

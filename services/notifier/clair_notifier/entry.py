@@ -63,12 +63,16 @@ async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:
     if ctx.indexer is None or ctx.matcher is None:
         raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
     if ctx.migrations:
-        await migrate(ctx.dsn, SCHEMA, "clair_notifier")
+        await migrate(ctx.dsn, SCHEMA, "clair_notifier", key=ctx.dsn_key)
     pool = await create_pool(
-        ctx.dsn, schema=SCHEMA, application_name="notifier", **pool_timeouts(ctx.config.shared)
+        ctx.dsn,
+        schema=SCHEMA,
+        key=ctx.dsn_key,
+        application_name="notifier",
+        **pool_timeouts(ctx.config.shared),
     )
     store = NotifierStore(pool)
-    locks = AdvisoryLocks(ctx.dsn)
+    locks = AdvisoryLocks(ctx.dsn, key=ctx.dsn_key)
     poller = Poller(store, locks, ctx.matcher, ctx.indexer, summary=not cfg.disable_summary)
     delivery = DeliveryLoop(store, locks, deliverer, retry_base=cfg.delivery_interval)
     loops = Loops(

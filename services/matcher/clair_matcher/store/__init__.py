@@ -64,14 +64,21 @@ class MatcherStore:
 
     @classmethod
     async def open(
-        cls, dsn: str | None, *, application_name: str, migrations: bool, **pool_options: Any
+        cls,
+        dsn: str | None,
+        *,
+        application_name: str,
+        migrations: bool,
+        key: str | None = None,
+        **pool_options: Any,
     ) -> MatcherStore:
         """A store on a pool of its own (`create_pool`'s `pool_options`), the schema migrated
-        first when `migrations`; `close` closes the pool."""
+        first when `migrations`; `close` closes the pool. `key`: the config key that gave `dsn`,
+        named in errors."""
         if migrations:
-            await cls.migrate(dsn)
+            await cls.migrate(dsn, key=key)
         pool = await create_pool(
-            dsn, schema=SCHEMA, application_name=application_name, **pool_options
+            dsn, schema=SCHEMA, application_name=application_name, key=key, **pool_options
         )
         return cls(pool)
 
@@ -79,9 +86,9 @@ class MatcherStore:
         await self.pool.close()
 
     @staticmethod
-    async def migrate(dsn: str | None) -> list[int]:
+    async def migrate(dsn: str | None, *, key: str | None = None) -> list[int]:
         """Applies the pending migrations of ../migrations; returns their numbers."""
-        return await migrate(dsn, SCHEMA, "clair_matcher")
+        return await migrate(dsn, SCHEMA, "clair_matcher", key=key)
 
     # -- update operations -----------------------------------------------------------------
     async def initialized(self) -> bool:
