@@ -24,10 +24,10 @@ from clair_common.models import Vulnerability
 from clair_indexer.scanners.distributions import debian_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
 from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
+from clair_matcher.updaters._stream_json import iter_members
 from clair_matcher.updaters.debian import (
     DebianFactory,
     DebianUpdater,
-    iter_members,
     normalize_severity,
     suite_directories,
 )

@@ -1,4 +1,4 @@
-"""Incremental decoding of one large array inside a top-level JSON object.
+"""Incremental decoding of one large top-level JSON object: one array of it, or its members.
 
 Feeds such as Alpine's secdb are one object whose `packages` array holds everything. Decoding
 the array item by item from a file keeps memory at the size of one item; errors carry the
@@ -101,6 +101,23 @@ def iter_array_items(fp: IO[bytes], key: str, *, feed: str) -> Iterator[tuple[in
     """Yields (index, item) for the items of the top-level member `key`; other members are
     decoded and dropped. A document without `key` yields nothing."""
     cur = Cursor(fp, feed)
+    for name in _member_names(cur):
+        if name == key and cur.peek() == "[":
+            yield from _array(cur)
+        else:
+            cur.value()
+
+
+def iter_members(fp: IO[bytes], *, feed: str) -> Iterator[tuple[str, Any]]:
+    """(key, value) of each member of a top-level JSON object, decoded one at a time."""
+    cur = Cursor(fp, feed)
+    for name in _member_names(cur):
+        yield name, cur.value()
+
+
+def _member_names(cur: Cursor) -> Iterator[str]:
+    """The keys of the top-level object, each yielded with `cur` at its value, which the
+    caller reads before asking for the next key; then checks nothing follows the object."""
     cur.take("{")
     if cur.peek() == "}":
         cur.take("}")
@@ -110,10 +127,7 @@ def iter_array_items(fp: IO[bytes], key: str, *, feed: str) -> Iterator[tuple[in
             if not isinstance(name, str):
                 raise cur.error("object key must be a string")
             cur.take(":")
-            if name == key and cur.peek() == "[":
-                yield from _array(cur)
-            else:
-                cur.value()
+            yield name
             if cur.peek() == ",":
                 cur.take(",")
                 continue

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -37,8 +37,8 @@ from clair_matcher.updaters._config import (
     with_trailing_slash,
 )
 
-# _stream_json only walks arrays; the tracker is one big object, walked with the same cursor.
-from clair_matcher.updaters._stream_json import Cursor
+# The tracker is one big object, decoded a member (a source package) at a time.
+from clair_matcher.updaters._stream_json import iter_members
 from clair_matcher.updaters.base import (
     FeedError,
     FetchResult,
@@ -164,29 +164,6 @@ async def discover_releases(client: aiohttp.ClientSession, mirror: str) -> dict[
         # Running with no releases would replace every stored Debian record with nothing.
         raise FeedError(f"debian: no releases found at {index_url}")
     return found
-
-
-# -- the tracker JSON ----------------------------------------------------------------------
-def iter_members(fp: IO[bytes], *, feed: str) -> Iterator[tuple[str, Any]]:
-    """(key, value) of each member of a top-level JSON object, decoded one at a time."""
-    cur = Cursor(fp, feed)
-    cur.take("{")
-    if cur.peek() == "}":
-        cur.take("}")
-    else:
-        while True:
-            key = cur.value()
-            if not isinstance(key, str):
-                raise cur.error("object key must be a string")
-            cur.take(":")
-            yield key, cur.value()
-            if cur.peek() == ",":
-                cur.take(",")
-                continue
-            cur.take("}")
-            break
-    if cur.peek():
-        raise cur.error("trailing data after the document")
 
 
 def _text(obj: Mapping[str, Any], key: str, where: str) -> str:

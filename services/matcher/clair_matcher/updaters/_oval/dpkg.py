@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from clair_common.models import Package, Vulnerability
+from clair_matcher.updaters._oval.checks import package_checks
 from clair_matcher.updaters._oval.document import Definition, OvalDocument
 
 log = logging.getLogger("clair.matcher.updaters.oval_dpkg")
@@ -25,8 +26,6 @@ log = logging.getLogger("clair.matcher.updaters.oval_dpkg")
 # ovalutil's validVersion: looser than deb-version(5) (underscores, non-digit starts), but
 # enough to drop the prose Ubuntu has been seen to put where a version belongs.
 VALID_VERSION = re.compile(r"([0-9]+:)?[-_A-Za-z0-9.+:~]+(-[A-Za-z0-9+.~]+)?")
-# OVAL operation → Clair's ArchOp text; anything else is no operation.
-_ARCH_OPS = {"equals": "equals", "not equal": "not equals", "pattern match": "pattern match"}
 
 
 def valid_version(text: str) -> bool:
@@ -39,35 +38,17 @@ def dpkg_vulnerabilities(
     """The records of one definition; `protos` carry everything but package and fix."""
     if not protos:
         return
-    for criterion in defn.criteria.walk():
-        test = doc.test(criterion.test_ref)
-        if test is None or test.kind != "dpkginfo_test" or not test.object_refs:
-            continue
-        obj = doc.object(test.object_refs[0])
-        if obj is None or obj.kind != "dpkginfo_object":
-            continue
-        name_field = obj.get("name")
-        if name_field is None:
-            continue
-        names = [n for n in doc.values(name_field) if n]
-        fixed, arch, arch_op = "", "", ""
-        if test.state_refs:
-            state = doc.state(test.state_refs[0])
-            if state is None or state.kind != "dpkginfo_state":
-                continue
-            evr = state.get("evr")
-            if evr is None:
-                continue  # not a package version check
+    for check in package_checks(doc, defn, "dpkginfo"):
+        names = [n for n in doc.values(check.name) if n]
+        fixed = ""
+        if check.evr is not None:
             # Clair checks the trimmed text but stores it untrimmed; a version with
             # surrounding blanks would never compare, so the trimmed one is kept.
-            fixed = evr.body.strip()
+            fixed = check.evr.body.strip()
             if not valid_version(fixed):
-                log.debug("%s: %s: bogus version %r skipped", doc.feed, defn.id, evr.body)
+                log.debug("%s: %s: bogus version %r skipped", doc.feed, defn.id, check.evr.body)
                 continue
-            arch_field = state.get("arch")
-            if arch_field is not None:
-                arch, arch_op = arch_field.body, _ARCH_OPS.get(arch_field.operation, "")
         for name in names:
-            package = Package(name=name, kind="binary", arch=arch)
+            package = Package(name=name, kind="binary", arch=check.arch)
             for proto in protos:
-                yield replace(proto, package=package, fixed_in_version=fixed, arch_op=arch_op)
+                yield replace(proto, package=package, fixed_in_version=fixed, arch_op=check.arch_op)

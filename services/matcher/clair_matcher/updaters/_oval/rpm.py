@@ -20,13 +20,12 @@ import aiohttp
 
 from clair_common.models import Package, Vulnerability
 from clair_matcher.updaters._config import read_config, setting, text
+from clair_matcher.updaters._oval.checks import package_checks
 from clair_matcher.updaters._oval.document import Definition, OvalDocument, issued_time, links
 from clair_matcher.updaters._oval.fetch import compression_setting, fetch_oval
 from clair_matcher.updaters.base import FetchResult, UnchangedType, Updater
 
 _MODULE_COMMENT = re.compile(r"Module (.*) is enabled")
-# OVAL operation → Clair's ArchOp text; anything else is no operation.
-_ARCH_OPS = {"equals": "equals", "not equal": "not equals", "pattern match": "pattern match"}
 
 ProtoVulns = Callable[[Definition], Sequence[Vulnerability]]
 
@@ -62,33 +61,15 @@ def rpm_vulnerabilities(
     if not protos:
         return
     modules = enabled_modules(defn)
-    for criterion in defn.criteria.walk():
-        test = doc.test(criterion.test_ref)
-        if test is None or test.kind != "rpminfo_test" or not test.object_refs:
-            continue
-        obj = doc.object(test.object_refs[0])
-        if obj is None or obj.kind != "rpminfo_object":
-            continue
-        name_field = obj.get("name")
-        name = name_field.body if name_field is not None else ""
+    for check in package_checks(doc, defn, "rpminfo"):
+        name = check.name.body
         if not name:
             continue  # no package to match against
-        fixed, arch, arch_op = "", "", ""
-        if test.state_refs:
-            state = doc.state(test.state_refs[0])
-            if state is None or state.kind != "rpminfo_state":
-                continue
-            evr = state.get("evr")
-            if evr is None:
-                continue  # not a package version check
-            fixed = evr.body
-            arch_field = state.get("arch")
-            if arch_field is not None:
-                arch, arch_op = arch_field.body, _ARCH_OPS.get(arch_field.operation, "")
+        fixed = check.evr.body if check.evr is not None else ""
         for module in modules:
-            package = Package(name=name, kind="binary", module=module, arch=arch)
+            package = Package(name=name, kind="binary", module=module, arch=check.arch)
             for proto in protos:
-                yield replace(proto, package=package, fixed_in_version=fixed, arch_op=arch_op)
+                yield replace(proto, package=package, fixed_in_version=fixed, arch_op=check.arch_op)
 
 
 @dataclass(frozen=True, slots=True)
