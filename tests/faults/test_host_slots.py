@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 
 from tests.fixtures.combo import Combo, running_combo
 from tests.fixtures.faulty import FaultyOrigin
@@ -70,9 +71,18 @@ async def combo_with(pg_dsn: str, tmp_path: Path, **indexer: Any) -> AsyncIterat
         yield c
 
 
+def refusals() -> tuple[float, float]:
+    """429s counted in Clair's family (what dashboards watch) and in the per-host counter."""
+    labels = {"endpoint": "/indexer/api/v1/index_report", "method": "post"}
+    clair = REGISTRY.get_sample_value("clair_http_concurrencylimited_total", labels)
+    host = REGISTRY.get_sample_value("clair_indexer_host_limited_total")
+    return clair or 0.0, host or 0.0
+
+
 async def test_slow_hosts_take_only_their_share_of_request_slots(
     pg_dsn: str, tmp_path: Path, faulty_origin: FaultyOrigin
 ) -> None:
+    counted_before = refusals()
     async with (
         slow_hosts(3) as (origins, release),
         combo_with(
@@ -109,6 +119,7 @@ async def test_slow_hosts_take_only_their_share_of_request_slots(
             assert answer.status_code == 429, answer.text
             assert answer.json()["code"] == "too-many-requests"
             assert "indexer.index_report_host_concurrency" in answer.json()["message"]
+        assert refusals() == (counted_before[0] + 3, counted_before[1] + 3)
 
         release.set()
         admitted = await asyncio.gather(*(t for i, t in enumerate(slow) if i not in refused))

@@ -9,6 +9,7 @@ from clair_common.http.compress import encoded_response
 from clair_common.http.errors import APIError, bad_request, not_found
 from clair_common.http.handlers import json_response, path_digest, read_json
 from clair_common.http.negotiate import if_none_match, negotiate
+from clair_common.http.observe import CONCURRENCY_LIMITED
 from clair_common.http.validate import check_body
 from clair_common.models import Manifest, ModelError, Vulnerability, is_digest
 from clair_indexer.host_slots import HostBusy
@@ -51,6 +52,9 @@ async def post_index_report(request: Request, service: IndexerService) -> Respon
         status = 400 if err.client_error else 500
         raise APIError(status, f"failed to start scan: {err}") from err
     except HostBusy as err:
+        # Counted with the request-concurrency refusals too: Clair's dashboards (and the
+        # chart's) watch that family for 429s, not this project's per-host counter.
+        CONCURRENCY_LIMITED.labels(f"{PREFIX}/index_report", "post").inc()
         raise APIError(429, str(err)) from err
     headers = {
         "ETag": etag,

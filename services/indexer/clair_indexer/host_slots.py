@@ -24,7 +24,8 @@ from yarl import URL
 
 HOST_LIMITED = Counter(
     "clair_indexer_host_limited_total",
-    "Index requests refused because their layer host held its share of request slots.",
+    "Index requests refused because their layer host held its share of request slots "
+    "(also counted in clair_http_concurrencylimited_total).",
 )
 
 
