@@ -10,7 +10,6 @@ protocol in the session's connector. The layer fetcher counts the bytes it write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
+from clair_common.aio import cancel_and_wait
 from clair_common.tls import client_connector
 
 T = TypeVar("T")
@@ -72,9 +72,7 @@ async def at_least(work: Awaitable[T], counter: ByteCounter, min_rate: float, wi
             if done:
                 return task.result()
             if counter.received - seen < floor:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
                 raise TooSlow(
                     f"slower than {min_rate:g} bytes/s for {window:g}s "
                     f"({counter.received - seen} bytes)"

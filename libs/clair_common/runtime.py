@@ -54,6 +54,17 @@ class Service(Protocol):
 Starter = Callable[[ServiceContext[Any]], Awaitable[Service]]
 
 
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def close_in_reverse(resources: Sequence[Closable]) -> None:
+    """A service's `close`: what its starter opened, the last opened first (the loops that use
+    a pool stop before the pool does)."""
+    for res in reversed(resources):
+        await res.close()
+
+
 def load_starter(name: str) -> Starter:
     for ep in entry_points(group="clair.services"):
         if ep.name == name:

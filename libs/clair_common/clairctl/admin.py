@@ -50,6 +50,29 @@ class AdminTask:
         }
 
 
+def service_dsn(cfg: Any, service: str) -> str:
+    """`<service>.connstring` resolved as `clair serve` resolves it; SkipTask when unset."""
+    from clair_common.config import resolve_connstring
+
+    dsn = resolve_connstring(getattr(cfg, service).dsn, os.environ)
+    if dsn is None:
+        raise SkipTask(f"no {service}.connstring configured (nor PG* variables)")
+    return dsn
+
+
+def migrate_task(service: str, migrate: Callable[[str], Awaitable[list[int]]]) -> AdminTask:
+    """The "pre" task every service with a database has: apply its pending migrations.
+
+    Clair's pre-4.7 tasks build indexes concurrently ahead of the upgrade; here every index
+    belongs to a migration, so "pre" applies the pending ones under the migration lock."""
+
+    async def run(cfg: Any) -> str:
+        applied = await migrate(service_dsn(cfg, service))
+        return f"applied migrations {applied}" if applied else "migrations up to date"
+
+    return AdminTask("pre", service, f"apply pending {service} migrations", run)
+
+
 def discover_tasks() -> list[AdminTask]:
     tasks: list[AdminTask] = []
     for ep in sorted(entry_points(group=ADMIN_GROUP), key=lambda e: e.name):

@@ -5,13 +5,13 @@ per failed request), and the errors that mean "the database is unavailable"."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clair_common.aio import cancel_and_wait
 from clair_common.db.pool import DatabaseUnavailable, connect
 from clair_common.errors import one_line
 from clair_common.http.errors import error_response
@@ -69,9 +69,7 @@ class DatabaseMonitor:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _loop(self) -> None:

@@ -14,7 +14,7 @@ from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.limit import ConcurrencyLimitMiddleware
 from clair_common.http.routes import Operation
-from clair_common.runtime import ServiceContext
+from clair_common.runtime import ServiceContext, close_in_reverse
 from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
 from clair_indexer.fetch import FetchPolicy, LayerFetcher
 from clair_indexer.host_slots import HostGate, HostQuota
@@ -37,8 +37,7 @@ class RunningIndexer:
         return None
 
     async def close(self) -> None:
-        for res in reversed(self.resources):
-            await res.close()
+        await close_in_reverse(self.resources)
 
 
 def concurrency_middleware(limit: int | None) -> Middleware:

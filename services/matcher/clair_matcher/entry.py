@@ -13,7 +13,7 @@ from clair_common.db.locks import AdvisoryLocks
 from clair_common.db.pool import pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer
-from clair_common.runtime import ServiceContext
+from clair_common.runtime import ServiceContext, close_in_reverse
 from clair_common.vulnerable import default_matchers
 from clair_matcher.app import build_operations
 from clair_matcher.scheduler import UpdateScheduler
@@ -35,8 +35,7 @@ class RunningMatcher:
             self.scheduler.start()  # updaters: first run now, then every matcher.period
 
     async def close(self) -> None:
-        for res in reversed(self.resources):
-            await res.close()
+        await close_in_reverse(self.resources)
 
 
 async def start(ctx: ServiceContext[MatcherView]) -> RunningMatcher:

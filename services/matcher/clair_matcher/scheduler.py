@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from clair_common.aio import cancel_and_wait
 from clair_common.config.views import MatcherView
 from clair_common.db.locks import AdvisoryLocks
 from clair_common.errors import one_line
@@ -294,9 +295,7 @@ class UpdateScheduler:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         rounds = list(self._rounds)
         for round_task in rounds:

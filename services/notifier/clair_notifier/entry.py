@@ -16,7 +16,7 @@ from clair_common.db.migrate import migrate
 from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer, RemoteMatcher
-from clair_common.runtime import ServiceContext
+from clair_common.runtime import ServiceContext, close_in_reverse
 from clair_notifier.app import build_operations
 from clair_notifier.delivery import Deliverer, DeliveryLoop
 from clair_notifier.delivery.amqp import AMQPDeliverer
@@ -51,8 +51,7 @@ class RunningNotifier:
         self.loops.start()  # deliveries at once, the first poll one interval from now
 
     async def close(self) -> None:
-        for res in reversed(self.resources):
-            await res.close()
+        await close_in_reverse(self.resources)
 
 
 async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:

@@ -10,12 +10,12 @@ minute there); tests construct `Loops` directly with shorter ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from clair_common.aio import cancel_and_wait
 from clair_notifier.delivery import DeliveryLoop
 from clair_notifier.poller import Poller
 from clair_notifier.store import NotifierStore
@@ -59,11 +59,7 @@ class Loops:
             self._tasks.append(task)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
 
 
