@@ -3,7 +3,8 @@ of two indexer processes and a matcher, on a PostgreSQL of the module's own.
 
 What a client behind the ingress sees is Clair's answer, never NGINX's: 503 with Clair's error
 body while the database is down, the stored 400 of a layer host that drips, no metric series per
-junk method, and no 502 while one indexer replica drains after SIGTERM (the other serves).
+junk method, and no 502 while one indexer replica drains after SIGTERM (the other serves);
+the same for one of two matcher replicas (`make up MATCHERS=2`), started by that test alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 import yaml
 from clair_dev.embedded_pg import EmbeddedPostgres, dsn_with_database, ensure_database_sync
@@ -30,6 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clair_common.config.models import Indexer
 from clair_common.db.locks import lock_key
+from clair_common.models import IndexReport, IndexState, Package, Vulnerability
+from clair_matcher.store import MatcherStore
 from tests.faults.test_database_down import until
 from tests.fixtures.faulty import FaultyOrigin
 from tests.fixtures.images import build_layer, sha256_digest
@@ -286,3 +290,77 @@ async def test_draining_indexer_costs_no_502(
     assert await asyncio.to_thread(draining.proc.wait, 60) == 0
     assert "Traceback" not in draining.log_text()
     assert other.proc.poll() is None
+
+
+async def test_draining_matcher_costs_no_502(
+    deployment: Deployment, faulty_origin: FaultyOrigin, tmp_path: Path
+) -> None:
+    """`make up MATCHERS=2`'s shape: two matchers behind NGINX. SIGTERM to one while it holds
+    a vulnerability report (its index report trickles in from the indexer, here the test's
+    origin, until released): the held report completes, and every new request the ingress
+    takes meanwhile is answered by the other replica."""
+    indexer = "/indexer/api/v1/index_report/"
+    held_digest, ready_digest = "sha256:" + "e0" * 32, "sha256:" + "e1" * 32
+    release = asyncio.Event()
+    for digest in (held_digest, ready_digest):
+        doc = orjson.dumps(IndexReport(digest, IndexState.FINISHED, success=True).to_json())
+        if digest == held_digest:
+            faulty_origin.throttle(indexer + digest, doc, release, every=0.1)
+        else:
+            faulty_origin.serve(indexer + digest, doc, "application/json")
+    faulty_origin.serve("/indexer/api/v1/index_state", b'{"state":"s"}', "application/json")
+    # Reports are answered (not 202) once the matcher's database holds a vulnerability.
+    store = await MatcherStore.open(
+        deployment.dsn, application_name="test", migrations=False, min_size=1, max_size=1
+    )
+    try:
+        vuln = Vulnerability(updater="drain", name="drain-1", package=Package(name="drain"))
+        await store.update_vulnerabilities("drain", "fp", [vuln])
+    finally:
+        await store.close()
+    env = {
+        "CLAIR_DATABASE_CONNECT_TIMEOUT": "2s",
+        "CLAIR_SHUTDOWN_GRACE_PERIOD": "60s",
+        "CLAIR_MATCHER__CONNSTRING": deployment.dsn,
+        "CLAIR_MATCHER__DISABLE_UPDATERS": "true",
+        "CLAIR_MATCHER__INDEXER_ADDR": faulty_origin.url,
+    }
+    report = "/matcher/api/v1/vulnerability_report/"
+    operations = "/matcher/api/v1/internal/update_operation"
+    with (
+        clair_server(tmp_path, mode="matcher", env=env, name="matcher-1") as draining,
+        clair_server(tmp_path, mode="matcher", env=env, name="matcher-2") as other,
+        nginx_ingress(tmp_path, {"matcher": [draining.api, other.api]}) as ingress,
+    ):
+        for proc in (draining, other):
+            await asyncio.to_thread(wait_ready, proc)
+        async with (
+            httpx.AsyncClient(timeout=60) as direct,
+            httpx.AsyncClient(base_url=ingress.url, timeout=60) as http,
+        ):
+            for _ in range(2):  # keep-alive connections to both replicas
+                assert (await http.get(report + ready_digest)).status_code == 200
+            faulty_origin.arrived.clear()
+            held = asyncio.create_task(direct.get(draining.api + report + held_digest))
+            await asyncio.wait_for(faulty_origin.arrived.wait(), 30)  # the request is in
+            before = len(ingress.access_log.read_text().splitlines())
+            draining.proc.send_signal(signal.SIGTERM)
+            statuses = []
+            for i in range(40):
+                resp = await http.get(report + ready_digest if i % 2 else operations)
+                statuses.append(resp.status_code)
+            assert draining.proc.poll() is None  # still draining its one request
+            release.set()
+            finished = await held
+        assert set(statuses) == {200}, (statuses, ingress.log_text())
+        tried = [
+            line
+            for line in ingress.access_log.read_text().splitlines()[before:]
+            if draining.api.removeprefix("http://") in line
+        ]
+        assert tried, ingress.log_text()  # the ingress did try the draining replica
+        assert finished.status_code == 200, finished.text  # drained, not cut off
+        assert finished.json()["manifest_hash"] == held_digest
+        assert await asyncio.to_thread(draining.proc.wait, 60) == 0
+        assert "Traceback" not in draining.log_text()
+        assert other.proc.poll() is None
