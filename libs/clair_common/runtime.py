@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, Protocol, TypeVar
 
+import asyncpg
 from starlette.middleware import Middleware
 
 from clair_common.clients import Indexer, Matcher
 from clair_common.config.views import IndexerView, MatcherView, NotifierView
+from clair_common.db.migrate import migrate
+from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.routes import Operation
 
 SERVICE_ORDER = ("indexer", "matcher", "notifier")
@@ -52,6 +55,22 @@ class Service(Protocol):
 
 
 Starter = Callable[[ServiceContext[Any]], Awaitable[Service]]
+
+
+async def open_service_pool(
+    ctx: ServiceContext[Any], schema: str, package: str, application_name: str
+) -> asyncpg.Pool:
+    """The service's pool on its schema, after applying `package`'s pending migrations when
+    `ctx.migrations`; database errors name `ctx.dsn_key`."""
+    if ctx.migrations:
+        await migrate(ctx.dsn, schema, package, key=ctx.dsn_key)
+    return await create_pool(
+        ctx.dsn,
+        schema=schema,
+        key=ctx.dsn_key,
+        application_name=application_name,
+        **pool_timeouts(ctx.config.shared),
+    )
 
 
 class Closable(Protocol):

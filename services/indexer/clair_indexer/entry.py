@@ -10,11 +10,9 @@ from starlette.middleware import Middleware
 
 from clair_common.config.views import IndexerView
 from clair_common.db.locks import AdvisoryLocks
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.limit import ConcurrencyLimitMiddleware
 from clair_common.http.routes import Operation
-from clair_common.runtime import ServiceContext, close_in_reverse
+from clair_common.runtime import ServiceContext, close_in_reverse, open_service_pool
 from clair_indexer.app import LIMITED_ENDPOINTS, build_operations, limited
 from clair_indexer.fetch import FetchPolicy, LayerFetcher
 from clair_indexer.host_slots import HostGate, HostQuota
@@ -53,15 +51,7 @@ def _limit(value: int) -> int | None:
 
 async def start(ctx: ServiceContext[IndexerView]) -> RunningIndexer:
     cfg = ctx.config.indexer
-    if ctx.migrations:
-        await migrate(ctx.dsn, SCHEMA, "clair_indexer", key=ctx.dsn_key)
-    pool = await create_pool(
-        ctx.dsn,
-        schema=SCHEMA,
-        key=ctx.dsn_key,
-        application_name="libindex",
-        **pool_timeouts(ctx.config.shared),
-    )
+    pool = await open_service_pool(ctx, SCHEMA, "clair_indexer", application_name="libindex")
     locks = AdvisoryLocks(ctx.dsn, key=ctx.dsn_key)
     fetcher = LayerFetcher(
         cfg.layer_cache_path,

@@ -12,11 +12,9 @@ from clair_common.config import ConfigError
 from clair_common.config.notifier import Notifier
 from clair_common.config.views import NotifierView
 from clair_common.db.locks import AdvisoryLocks
-from clair_common.db.migrate import migrate
-from clair_common.db.pool import create_pool, pool_timeouts
 from clair_common.http.routes import Operation
 from clair_common.remote import RemoteIndexer, RemoteMatcher
-from clair_common.runtime import ServiceContext, close_in_reverse
+from clair_common.runtime import ServiceContext, close_in_reverse, open_service_pool
 from clair_notifier.app import build_operations
 from clair_notifier.delivery import Deliverer, DeliveryLoop
 from clair_notifier.delivery.amqp import AMQPDeliverer
@@ -61,15 +59,7 @@ async def start(ctx: ServiceContext[NotifierView]) -> RunningNotifier:
     deliverer = _deliverer(cfg, psk)
     if ctx.indexer is None or ctx.matcher is None:
         raise RuntimeError("notifier: no indexer or matcher (notifier.indexer_addr/matcher_addr)")
-    if ctx.migrations:
-        await migrate(ctx.dsn, SCHEMA, "clair_notifier", key=ctx.dsn_key)
-    pool = await create_pool(
-        ctx.dsn,
-        schema=SCHEMA,
-        key=ctx.dsn_key,
-        application_name="notifier",
-        **pool_timeouts(ctx.config.shared),
-    )
+    pool = await open_service_pool(ctx, SCHEMA, "clair_notifier", application_name="notifier")
     store = NotifierStore(pool)
     locks = AdvisoryLocks(ctx.dsn, key=ctx.dsn_key)
     poller = Poller(store, locks, ctx.matcher, ctx.indexer, summary=not cfg.disable_summary)

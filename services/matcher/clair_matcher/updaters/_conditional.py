@@ -10,12 +10,14 @@ from __future__ import annotations
 import email.utils
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import aiohttp
 
-from clair_matcher.updaters.base import FeedError, FetchResult, Unchanged, UnchangedType
+from clair_matcher.updaters._config import UrlConfig, read_config
+from clair_matcher.updaters.base import FeedError, FetchResult, Unchanged, UnchangedType, Updater
 
 CHUNK = 1 << 16
 
@@ -90,3 +92,24 @@ async def conditional_download(
     except aiohttp.ClientError as exc:
         raise FeedError(f"{feed}: GET {url}: {exc or type(exc).__name__}") from exc
     return FetchResult(path=path, fingerprint=fingerprint, url=url)
+
+
+class DocumentUpdater(Updater):
+    """An updater whose feed is one document at `url`, downloaded when it changed; its block
+    (`config_type`) may move the document elsewhere."""
+
+    config_type: ClassVar[type[UrlConfig]]
+    suffix: ClassVar[str]  # the download's file name ending: what parse expects it to be
+    url: str
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        settings = read_config(self.config_type, config, self.name)
+        if settings.url:
+            self.url = settings.url
+
+    async def fetch(
+        self, client: aiohttp.ClientSession, prev_fingerprint: str
+    ) -> FetchResult | UnchangedType:
+        return await conditional_download(
+            client, self.url, prev_fingerprint, feed=self.name, suffix=self.suffix
+        )

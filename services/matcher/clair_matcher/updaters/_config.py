@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,5 +109,12 @@ def refused(why: str) -> Reader[None]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class UrlConfig:
+    """A block whose one key is `url`; updaters subclass it to say what the URL is of."""
+
+    url: str = setting(text, "")
+
+
 def with_trailing_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"

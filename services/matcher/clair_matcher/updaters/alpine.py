@@ -18,13 +18,18 @@ from urllib.parse import urljoin
 import aiohttp
 
 from clair_common.models import Distribution, Package, Vulnerability
-from clair_matcher.updaters._conditional import conditional_download
-from clair_matcher.updaters._config import read_config, setting, text, with_trailing_slash
+from clair_matcher.updaters._conditional import DocumentUpdater
+from clair_matcher.updaters._config import (
+    UrlConfig,
+    read_config,
+    setting,
+    text,
+    with_trailing_slash,
+)
 from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.base import (
     FeedError,
     FetchResult,
-    UnchangedType,
     Updater,
     UpdaterSetFactory,
 )
@@ -71,32 +76,20 @@ class AlpineConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class AlpineUpdaterConfig:
+class AlpineUpdaterConfig(UrlConfig):
     """`updaters.config.alpine-<repo>-<release>-updater`: `url`, the database's own URL."""
 
-    url: str = setting(text, "")
 
-
-class AlpineUpdater(Updater):
+class AlpineUpdater(DocumentUpdater):
     version = "1"
+    config_type = AlpineUpdaterConfig
+    suffix = ".json"
 
     def __init__(self, release: Release, repo: str, url: str) -> None:
         self.release = release
         self.repo = repo
         self.url = url
         self.name = f"alpine-{repo}-{release.label}-updater"
-
-    def configure(self, config: Mapping[str, Any]) -> None:
-        settings = read_config(AlpineUpdaterConfig, config, self.name)
-        if settings.url:
-            self.url = settings.url
-
-    async def fetch(
-        self, client: aiohttp.ClientSession, prev_fingerprint: str
-    ) -> FetchResult | UnchangedType:
-        return await conditional_download(
-            client, self.url, prev_fingerprint, feed=self.name, suffix=".json"
-        )
 
     def parse(self, fetched: FetchResult) -> Iterator[Vulnerability]:
         feed = f"{self.name} ({fetched.url})"

@@ -28,8 +28,9 @@ import aiohttp
 import orjson
 
 from clair_common.models import ZERO_TIME, Package, Repository, Vulnerability, format_time
-from clair_matcher.updaters._conditional import conditional_download
+from clair_matcher.updaters._conditional import DocumentUpdater
 from clair_matcher.updaters._config import (
+    UrlConfig,
     read_config,
     setting,
     text,
@@ -40,7 +41,6 @@ from clair_matcher.updaters._severity import cvss_base_score, from_label, qualit
 from clair_matcher.updaters.base import (
     FeedError,
     FetchResult,
-    UnchangedType,
     Updater,
     UpdaterSetFactory,
 )
@@ -144,14 +144,14 @@ class OsvConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class OsvUpdaterConfig:
+class OsvUpdaterConfig(UrlConfig):
     """`updaters.config.osv/<ecosystem>`: `url`, the ecosystem's `all.zip`."""
 
-    url: str = setting(text, "")
 
-
-class OsvUpdater(Updater):
+class OsvUpdater(DocumentUpdater):
     version = "1"
+    config_type = OsvUpdaterConfig
+    suffix = ".zip"
 
     def __init__(self, ecosystem: str, url: str) -> None:
         self.ecosystem = ecosystem
@@ -159,18 +159,6 @@ class OsvUpdater(Updater):
         self.name = f"osv/{ecosystem}"
         self.repository = Repository(name=ecosystem, uri=REPOSITORY_URIS.get(ecosystem, ""))
         self.range_type = RANGE_TYPES.get(ecosystem, "ECOSYSTEM")
-
-    def configure(self, config: Mapping[str, Any]) -> None:
-        settings = read_config(OsvUpdaterConfig, config, self.name)
-        if settings.url:
-            self.url = settings.url
-
-    async def fetch(
-        self, client: aiohttp.ClientSession, prev_fingerprint: str
-    ) -> FetchResult | UnchangedType:
-        return await conditional_download(
-            client, self.url, prev_fingerprint, feed=self.name, suffix=".zip"
-        )
 
     def parse(self, fetched: FetchResult) -> Iterator[Vulnerability]:
         now = datetime.now(UTC)
