@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from clair_common.clairctl.session import LazySession
 from clair_common.http.auth import sign
 from clair_common.models import Manifest
 
@@ -41,7 +42,9 @@ class ClairClient:
         self._base = host.rstrip("/")
         self._psk = psk
         self._issuer = issuer
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(
+            aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=900)
+        )
 
     async def index_report(self, digest: str) -> dict[str, Any] | None:
         status, doc = await self._call("GET", f"/indexer/api/v1/index_report/{digest}", (200, 404))
@@ -119,17 +122,10 @@ class ClairClient:
             raise ClairError(f"{method} {url}: the answer is not JSON") from exc
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=900),
-                headers={"User-Agent": "clairctl"},
-            )
-        return self._session
+        return self._session.get()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
 
 def _message(raw: bytes) -> str:

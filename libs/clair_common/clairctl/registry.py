@@ -18,6 +18,7 @@ import orjson
 
 from clair_common.clairctl.credentials import Credentials, find_credentials
 from clair_common.clairctl.reference import Reference
+from clair_common.clairctl.session import LazySession
 from clair_common.models import Layer, Manifest, is_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -108,7 +109,7 @@ class RegistryClient:
         self._credentials = credentials
         self.platform = platform or host_platform()
         self._auth: dict[tuple[str, str], str] = {}  # (host, repository) → Authorization
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(aiohttp.ClientTimeout(total=120, sock_connect=15))
 
     def base_url(self, ref: Reference) -> str:
         scheme = "http" if self._insecure or ref.is_loopback() else "https"
@@ -272,17 +273,10 @@ class RegistryClient:
         return not self._insecure
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=120, sock_connect=15),
-                headers={"User-Agent": "clairctl"},
-            )
-        return self._session
+        return self._session.get()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
 
 def _decode(ref: Reference, body: bytes) -> dict[str, Any]:
