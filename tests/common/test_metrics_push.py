@@ -6,21 +6,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
-    metrics_service_pb2_grpc,
 )
 
 from tests.common.test_dropin_configs import keyword_form
+from tests.fixtures import otlp
 from tests.fixtures.server import clair_server, wait_ready
 
 WANTED = {"clair_cmd_version_info", "pgxpool_max_conns", "pgxpool_acquire_count"}
@@ -46,31 +43,13 @@ class Received:
 @contextmanager
 def http_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.path == "/v1/metrics":
-                request = metrics_service_pb2.ExportMetricsServiceRequest()
-                request.ParseFromString(body)
-                received.add(request)
-            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with otlp.http_receiver(
+        "/v1/metrics",
+        metrics_service_pb2.ExportMetricsServiceRequest,
+        received.add,
+        metrics_service_pb2.ExportMetricsServiceResponse(),
+    ) as endpoint:
+        yield endpoint, received
 
 
 @contextmanager
@@ -79,25 +58,14 @@ def grpc_receiver(
 ) -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC MetricsService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
-
-    class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
-        def Export(
-            self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
-        ) -> metrics_service_pb2.ExportMetricsServiceResponse:
-            received.add(request)
-            return metrics_service_pb2.ExportMetricsServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
-    if credentials is None:
-        port = server.add_insecure_port("127.0.0.1:0")
-    else:
-        port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", received
-    finally:
-        server.stop(grace=None)
+    with otlp.grpc_receiver(
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        metrics_service_pb2.ExportMetricsServiceRequest,
+        received.add,
+        metrics_service_pb2.ExportMetricsServiceResponse(),
+        credentials,
+    ) as endpoint:
+        yield endpoint, received
 
 
 @pytest.mark.parametrize("transport", ["http", "grpc"])

@@ -9,7 +9,6 @@ which only the W3C `traceparent` the matcher sends can give them.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import ssl
 import threading
@@ -17,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,10 +25,11 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from clair_indexer.scanners import default_scanners
 from tests.common.test_dropin_configs import keyword_form
+from tests.fixtures import otlp
 from tests.fixtures.images import build_layer, sha256_digest
 from tests.fixtures.server import clair_server, free_port, wait_ready
 
@@ -100,36 +99,14 @@ class Received:
 def http_receiver(tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, Received]]:
     """An OTLP/HTTP trace receiver on 127.0.0.1 (HTTPS with `tls`, a server context)."""
     received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            if self.path == "/v1/traces":
-                received.add(request)
-            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with otlp.http_receiver(
+        "/v1/traces",
+        trace_service_pb2.ExportTraceServiceRequest,
+        received.add,
+        trace_service_pb2.ExportTraceServiceResponse(),
+        tls,
+    ) as endpoint:
+        yield endpoint, received
 
 
 @contextmanager
@@ -138,25 +115,14 @@ def grpc_receiver(
 ) -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC TraceService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
-
-    class Service(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(
-            self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-        ) -> trace_service_pb2.ExportTraceServiceResponse:
-            received.add(request)
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
-    if credentials is None:
-        port = server.add_insecure_port("127.0.0.1:0")
-    else:
-        port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", received
-    finally:
-        server.stop(grace=None)
+    with otlp.grpc_receiver(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        trace_service_pb2.ExportTraceServiceRequest,
+        received.add,
+        trace_service_pb2.ExportTraceServiceResponse(),
+        credentials,
+    ) as endpoint:
+        yield endpoint, received
 
 
 async def _seed_vulnerability(dsn: str) -> None:
