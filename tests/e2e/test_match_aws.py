@@ -12,21 +12,19 @@ import gzip
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
 from tests.fixtures.feeds import FeedServer
-from tests.fixtures.images import Entry, Symlink, build_layer, files_from_dir
+from tests.fixtures.images import Entry, Symlink
 from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.rpm_images import scan_rpm_image
 from tests.fixtures.rpmbuild import (
     InstalledRpm,
     RpmBuilder,
     SourceRpm,
-    install_rpms,
     older_than_fixed,
-    rpm_qa,
 )
 from tests.indexer.test_scanners_distributions import AL2, AL2023
 from tests.matcher.test_updaters_aws import SERVED, serve_release
@@ -79,21 +77,6 @@ def expected_advisories(
     return older_than_fixed(candidates)
 
 
-async def _scan(
-    combo: Combo, registry: LocalRegistry, builder: RpmBuilder, root: Path, label: str
-) -> tuple[list[InstalledRpm], dict[str, Any], dict[str, Any]]:
-    os_release, sources = IMAGES[label]
-    dbdir = install_rpms(builder.build(sources), root)
-    files: dict[str, Entry] = {
-        **files_from_dir(dbdir, "var/lib/rpm"),
-        "usr/lib/os-release": os_release.encode(),
-        "etc/os-release": Symlink("../usr/lib/os-release"),
-    }
-    manifest = await registry.push_image(f"amazon-{label.lower()}-e2e", [build_layer(files)])
-    indexed = await combo.index(manifest)
-    return rpm_qa(dbdir), indexed, await combo.vulnerability_report(manifest.hash)
-
-
 async def test_amazon_linux_images_against_alas(
     combo: Combo,
     feed_server: FeedServer,
@@ -107,10 +90,22 @@ async def test_amazon_linux_images_against_alas(
     assert run.outcomes == {f"aws-{label}-updater": "updated" for label in SERVED}, run.errors
 
     for label in IMAGES:
-        installed, indexed, report = await _scan(
-            combo, registry, rpm_builder, tmp_path / label, label
+        os_release, sources = IMAGES[label]
+        files: dict[str, Entry] = {
+            "usr/lib/os-release": os_release.encode(),
+            "etc/os-release": Symlink("../usr/lib/os-release"),
+        }
+        image = await scan_rpm_image(
+            combo,
+            registry,
+            rpm_builder,
+            sources,
+            tmp_path / label,
+            f"amazon-{label.lower()}-e2e",
+            files,
         )
-        (dist,) = indexed["distributions"].values()
+        installed, indexed, report = image.installed, image.indexed, image.report
+        dist = image.distribution()
         assert (dist["did"], dist["version_id"]) == ("amzn", label.removeprefix("AL"))
         assert len(indexed["packages"]) == len(IMAGES[label][1])
 

@@ -20,16 +20,15 @@ import pytest
 
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
 from tests.fixtures.feeds import FeedServer
-from tests.fixtures.images import Entry, Symlink, build_layer, files_from_dir
+from tests.fixtures.images import Entry, Symlink
 from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.rpm_images import scan_rpm_image
 from tests.fixtures.rpmbuild import (
     InstalledRpm,
     RpmBuilder,
     SourceRpm,
-    install_rpms,
     older_than_fixed,
     oval_rpm_fixes,
-    rpm_qa,
 )
 
 KSPLICE = "feeds/vunnel/tests/unit/providers/oracle/test-fixtures/mock_ksplice_data"
@@ -118,19 +117,18 @@ async def test_oracle_linux_8_image_against_elsa(
         "oracle-2023-updater": "updated",
     }, run.errors
 
-    dbdir = install_rpms(rpm_builder.build(SOURCES), tmp_path / "root")
     files: dict[str, Entry] = {
-        **files_from_dir(dbdir, "var/lib/rpm"),
         "etc/os-release": OS_RELEASE.encode(),
         "usr/lib/os-release": Symlink("../../etc/os-release"),
         "etc/oracle-release": b"Oracle Linux Server release 8.7\n",
         "etc/redhat-release": b"Red Hat Enterprise Linux release 8.7 (Ootpa)\n",
         "etc/system-release": Symlink("oracle-release"),
     }
-    manifest = await registry.push_image("oraclelinux8-e2e", [build_layer(files)])
-    indexed = await combo.index(manifest)
-    (dist,) = indexed["distributions"].values()
-    assert {k: v for k, v in dist.items() if k != "id"} == {
+    image = await scan_rpm_image(
+        combo, registry, rpm_builder, SOURCES, tmp_path / "root", "oraclelinux8-e2e", files
+    )
+    installed, indexed, report = image.installed, image.indexed, image.report
+    assert image.distribution() == {
         "did": "ol",
         "name": "Oracle Linux Server",
         "version": "8",
@@ -140,12 +138,10 @@ async def test_oracle_linux_8_image_against_elsa(
         "cpe": "",
         "pretty_name": "Oracle Linux Server 8",
     }
-    installed = rpm_qa(dbdir)
     assert len(indexed["packages"]) == len(installed) == 5
     modules = {p["name"]: p.get("module", "") for p in indexed["packages"].values()}
     assert modules["hivex"] == "virt:kvm_utils"
 
-    report = await combo.vulnerability_report(manifest.hash)
     want = expected_advisories([ksplice, bz2.decompress(elsa_all)], installed)
     assert vulnerabilities_by_package(report) == want
     for vuln in report["vulnerabilities"].values():

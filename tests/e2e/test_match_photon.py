@@ -17,16 +17,15 @@ import pytest
 
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
 from tests.fixtures.feeds import FeedServer
-from tests.fixtures.images import Entry, Symlink, build_layer, files_from_dir
+from tests.fixtures.images import Entry, Symlink
 from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.rpm_images import scan_rpm_image
 from tests.fixtures.rpmbuild import (
     InstalledRpm,
     RpmBuilder,
     SourceRpm,
-    install_rpms,
     older_than_fixed,
     oval_rpm_fixes,
-    rpm_qa,
 )
 
 PHOTON3 = "feeds/claircore/photon/testdata/com.vmware.phsa-photon3.xml.xz"
@@ -90,17 +89,16 @@ async def test_photon3_image_against_photon_oval(
     run = await combo.run_updaters()
     assert run.outcomes["photon-updater-3.0"] == "updated", run.errors
 
-    dbdir = install_rpms(rpm_builder.build(SOURCES), tmp_path / "root")
     files: dict[str, Entry] = {
-        **files_from_dir(dbdir, "var/lib/rpm"),
         "usr/lib/os-release": OS_RELEASE.encode(),
         "etc/os-release": Symlink("../usr/lib/os-release"),
         "etc/photon-release": PHOTON_RELEASE.encode(),
     }
-    manifest = await registry.push_image("photon3-e2e", [build_layer(files)])
-    indexed = await combo.index(manifest)
-    (dist,) = indexed["distributions"].values()
-    assert {k: v for k, v in dist.items() if k != "id"} == {
+    image = await scan_rpm_image(
+        combo, registry, rpm_builder, SOURCES, tmp_path / "root", "photon3-e2e", files
+    )
+    installed, report = image.installed, image.report
+    assert image.distribution() == {
         "did": "photon",
         "name": "VMware Photon OS",
         "version": "3.0",
@@ -110,10 +108,8 @@ async def test_photon3_image_against_photon_oval(
         "cpe": "",
         "pretty_name": "VMware Photon OS/Linux",
     }
-    installed = rpm_qa(dbdir)
-    assert len(indexed["packages"]) == len(installed) == 11
+    assert len(image.indexed["packages"]) == len(installed) == 11
 
-    report = await combo.vulnerability_report(manifest.hash)
     want = expected_advisories(document, installed)
     assert vulnerabilities_by_package(report) == want
     for vuln in report["vulnerabilities"].values():

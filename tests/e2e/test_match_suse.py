@@ -17,15 +17,14 @@ import pytest
 
 from tests.fixtures.combo import Combo, running_combo, vulnerabilities_by_package
 from tests.fixtures.feeds import FeedServer
-from tests.fixtures.images import Entry, build_layer, files_from_dir
+from tests.fixtures.images import Entry
 from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.rpm_images import scan_rpm_image
 from tests.fixtures.rpmbuild import (
     InstalledRpm,
     RpmBuilder,
     SourceRpm,
-    install_rpms,
     older_than_fixed,
-    rpm_qa,
 )
 from tests.matcher.test_updaters_suse import SLES15_FILE, expected_records, serve_suse
 
@@ -93,15 +92,12 @@ async def test_sles15_image_against_suse_oval(
     run = await combo.run_updaters()
     assert run.outcomes["suse-updater-suse.linux.enterprise.server.15"] == "updated", run.errors
 
-    dbdir = install_rpms(rpm_builder.build(SOURCES), tmp_path / "root")
-    files: dict[str, Entry] = {
-        **files_from_dir(dbdir, "var/lib/rpm"),
-        "etc/os-release": OS_RELEASE.encode(),
-    }
-    manifest = await registry.push_image("sles15-e2e", [build_layer(files)])
-    indexed = await combo.index(manifest)
-    (dist,) = indexed["distributions"].values()
-    assert {k: v for k, v in dist.items() if k != "id"} == {
+    files: dict[str, Entry] = {"etc/os-release": OS_RELEASE.encode()}
+    image = await scan_rpm_image(
+        combo, registry, rpm_builder, SOURCES, tmp_path / "root", "sles15-e2e", files
+    )
+    installed, report = image.installed, image.report
+    assert image.distribution() == {
         "did": "sles",
         "name": "SLES",
         "version": "15",
@@ -111,10 +107,8 @@ async def test_sles15_image_against_suse_oval(
         "cpe": "",
         "pretty_name": "SUSE Linux Enterprise Server 15",
     }
-    installed = rpm_qa(dbdir)
-    assert len(indexed["packages"]) == len(installed) == 7
+    assert len(image.indexed["packages"]) == len(installed) == 7
 
-    report = await combo.vulnerability_report(manifest.hash)
     want = expected_advisories(document, installed)
     assert vulnerabilities_by_package(report) == want
     # The oracle, spelled out for the packages chosen above.
