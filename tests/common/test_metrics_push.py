@@ -43,12 +43,7 @@ class Received:
 @contextmanager
 def http_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
-    with otlp.http_receiver(
-        "/v1/metrics",
-        metrics_service_pb2.ExportMetricsServiceRequest,
-        received.add,
-        metrics_service_pb2.ExportMetricsServiceResponse(),
-    ) as endpoint:
+    with otlp.http_receiver(otlp.METRICS, received.add) as endpoint:
         yield endpoint, received
 
 
@@ -58,13 +53,7 @@ def grpc_receiver(
 ) -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC MetricsService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
-    with otlp.grpc_receiver(
-        "opentelemetry.proto.collector.metrics.v1.MetricsService",
-        metrics_service_pb2.ExportMetricsServiceRequest,
-        received.add,
-        metrics_service_pb2.ExportMetricsServiceResponse(),
-        credentials,
-    ) as endpoint:
+    with otlp.grpc_receiver(otlp.METRICS, received.add, credentials) as endpoint:
         yield endpoint, received
 
 

@@ -99,13 +99,7 @@ class Received:
 def http_receiver(tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, Received]]:
     """An OTLP/HTTP trace receiver on 127.0.0.1 (HTTPS with `tls`, a server context)."""
     received = Received()
-    with otlp.http_receiver(
-        "/v1/traces",
-        trace_service_pb2.ExportTraceServiceRequest,
-        received.add,
-        trace_service_pb2.ExportTraceServiceResponse(),
-        tls,
-    ) as endpoint:
+    with otlp.http_receiver(otlp.TRACES, received.add, tls) as endpoint:
         yield endpoint, received
 
 
@@ -115,13 +109,7 @@ def grpc_receiver(
 ) -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC TraceService on 127.0.0.1 (over TLS with `credentials`)."""
     received = Received()
-    with otlp.grpc_receiver(
-        "opentelemetry.proto.collector.trace.v1.TraceService",
-        trace_service_pb2.ExportTraceServiceRequest,
-        received.add,
-        trace_service_pb2.ExportTraceServiceResponse(),
-        credentials,
-    ) as endpoint:
+    with otlp.grpc_receiver(otlp.TRACES, received.add, credentials) as endpoint:
         yield endpoint, received
 
 
