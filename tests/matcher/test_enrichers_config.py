@@ -40,6 +40,28 @@ def test_every_enricher_refuses_an_ill_typed_feed_root_naming_block_and_key(name
     assert problems[name].startswith(f"updaters.config.{name}.feed_root: expected a string")
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "url", "problem"),
+    [
+        ("clair.cvss", "feed_root", "http://m/nvd", "URL missing trailing slash: 'http://m/nvd'"),
+        (
+            "clair.epss",
+            "feed_root",
+            "http://m/e.csv",
+            "expected a '.gz' file, got 'http://m/e.csv'",
+        ),
+        ("clair.kev", "feed_root", "http://m/kev", "URL not pointing to JSON: 'http://m/kev'"),
+        ("clair.kev", "feed", "http://m/kev", "URL not pointing to JSON: 'http://m/kev'"),
+    ],
+)
+def test_every_enricher_refuses_a_feed_of_the_wrong_kind_naming_block_and_key(
+    name: str, key: str, url: str, problem: str
+) -> None:
+    enrichers, problems = build_enrichers([name], {name: {key: url}})
+    assert enrichers == []
+    assert problems[name] == f"updaters.config.{name}.{key}: {problem}"
+
+
 @pytest.mark.parametrize("key", ["first_year", "last_year"])
 def test_cvss_refuses_a_year_that_is_not_one(key: str) -> None:
     with pytest.raises(ConfigProblem, match=rf"^updaters\.config\.clair\.cvss\.{key}: "):

@@ -30,7 +30,7 @@ from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
 from clair_matcher.updaters._conditional import CHUNK
-from clair_matcher.updaters._config import read_config, setting, text
+from clair_matcher.updaters._config import read_config, setting, url_ending
 from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.base import (
     ConfigProblem,
@@ -112,7 +112,7 @@ def _year(value: Any, where: str) -> int | None:
 class CvssConfig:
     """`updaters.config.clair.cvss`: `feed_root` (ending in `/`), and the years to read."""
 
-    feed_root: str = setting(text, "")
+    feed_root: str = setting(url_ending("/", "URL missing trailing slash:"), "")
     first_year: int | None = setting(_year, None)
     last_year: int | None = setting(_year, None)
 
@@ -130,13 +130,8 @@ class CvssEnricher(Enricher):
 
     def configure(self, config: Mapping[str, Any]) -> None:
         settings = read_config(CvssConfig, config, self.name)
-        root = settings.feed_root
-        if root:
-            if not root.endswith("/"):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.feed_root: URL missing trailing slash: {root!r}"
-                )
-            self.feed_root = root
+        if settings.feed_root:
+            self.feed_root = settings.feed_root
         self.first_year = settings.first_year or FIRST_YEAR
         self.last_year = settings.last_year
 

@@ -32,9 +32,8 @@ from clair_common.models import VulnerabilityReport
 from clair_matcher.enrichers.base import Enricher, EnrichmentLookup, EnrichmentRecord
 from clair_matcher.enrichers.cvemap import enrich_by_cve
 from clair_matcher.updaters._conditional import conditional_download
-from clair_matcher.updaters._config import read_config, setting, text
+from clair_matcher.updaters._config import read_config, setting, url_ending
 from clair_matcher.updaters.base import (
-    ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
@@ -118,7 +117,7 @@ def epss_records(lines: Iterator[str], where: str) -> Iterator[EnrichmentRecord]
 class EpssConfig:
     """`updaters.config.clair.epss`: `feed_root`, one `.gz` file instead of today's."""
 
-    feed_root: str = setting(text, "")
+    feed_root: str = setting(url_ending(".gz", "expected a '.gz' file, got"), "")
 
 
 class EpssEnricher(Enricher):
@@ -132,10 +131,6 @@ class EpssEnricher(Enricher):
     def configure(self, config: Mapping[str, Any]) -> None:
         feed = read_config(EpssConfig, config, self.name).feed_root
         if feed:
-            if not feed.endswith(".gz"):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.feed_root: expected a '.gz' file, got {feed!r}"
-                )
             self.feed = feed
 
     async def fetch(

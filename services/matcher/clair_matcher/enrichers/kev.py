@@ -29,9 +29,8 @@ from clair_matcher.updaters._conditional import (
     if_modified_since,
     last_modified,
 )
-from clair_matcher.updaters._config import read_config, setting, text
+from clair_matcher.updaters._config import read_config, setting, url_ending
 from clair_matcher.updaters.base import (
-    ConfigProblem,
     FeedError,
     FetchResult,
     UnchangedType,
@@ -86,12 +85,15 @@ def kev_records(doc: Any, where: str) -> Iterator[EnrichmentRecord]:
         yield EnrichmentRecord([values["cve"]], entry)
 
 
+_json_url = url_ending(".json", "URL not pointing to JSON:")
+
+
 @dataclass(frozen=True, slots=True)
 class KevConfig:
     """`updaters.config.clair.kev`: `feed_root` (or Clair's older `feed`), the JSON file."""
 
-    feed_root: str = setting(text, "")
-    feed: str = setting(text, "")
+    feed_root: str = setting(_json_url, "")
+    feed: str = setting(_json_url, "")
 
 
 class KevEnricher(Enricher):
@@ -106,10 +108,6 @@ class KevEnricher(Enricher):
         settings = read_config(KevConfig, config, self.name)
         feed = settings.feed_root or settings.feed
         if feed:
-            if not feed.endswith(".json"):
-                raise ConfigProblem(
-                    f"updaters.config.{self.name}.feed_root: URL not pointing to JSON: {feed!r}"
-                )
             self.feed = feed
 
     async def fetch(

@@ -98,6 +98,19 @@ def duration(value: Any, where: str) -> timedelta | None:
         raise ConfigProblem(f"{where}: {exc}") from None
 
 
+def url_ending(suffix: str, problem: str) -> Reader[str]:
+    """A URL string that, when set, ends with `suffix` (what the feed at it must be); else a
+    ConfigProblem `<where>: <problem> '<url>'`."""
+
+    def read(value: Any, where: str) -> str:
+        url = text(value, where)
+        if url and not url.endswith(suffix):
+            raise ConfigProblem(f"{where}: {problem} {url!r}")
+        return url
+
+    return read
+
+
 def refused(why: str) -> Reader[None]:
     """A key Clair knows that we do not support: any non-empty value is a ConfigProblem."""
 
