@@ -35,6 +35,7 @@ from clair_indexer.service import IndexerService
 from clair_indexer.store import IndexerStore
 from tests.fixtures import hostile as h
 from tests.fixtures.images import build_layer, sha256_digest
+from tests.fixtures.local_app import serve_app
 from tests.fixtures.postgres import create_test_database, drop_test_database
 from tests.fixtures.registry import LocalRegistry
 
@@ -377,11 +378,8 @@ async def test_unusable_uri(env: Env, uri: str, err: str) -> None:
 async def _serve(handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, address = await serve_app(app, shutdown_timeout=0.5)
+    return runner, f"http://{address}"
 
 
 async def test_closed_port(env: Env) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from clair_common.models import Layer, Manifest
 from tests.fixtures.images import build_layer, sha256_digest
+from tests.fixtures.local_app import serve_app
 from tests.fixtures.server import clair_server, wait_ready
 
 SITE = "usr/local/lib/python3.8/site-packages"
@@ -26,12 +27,8 @@ async def _blob_server(blobs: dict[str, bytes], hits: dict[str, int]) -> tuple[w
 
     app = web.Application()
     app.router.add_get("/blobs/{digest}", blob)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
+    runner, address = await serve_app(app)
+    return runner, f"http://{address}"
 
 
 async def test_same_manifest_on_two_replicas_is_scanned_once(pg_dsn: str) -> None:
