@@ -10,11 +10,10 @@ import aiohttp
 import orjson
 import pytest
 
-from clair_common.models import Vulnerability
 from clair_matcher.updaters import FeedError, FetchResult, Unchanged
 from clair_matcher.updaters._stream_json import iter_array_items
 from clair_matcher.updaters.alpine import AlpineFactory, AlpineUpdater, Release
-from tests.fixtures.feeds import FeedServer, alpine_secdb, feed_server  # noqa: F401
+from tests.fixtures.feeds import FeedServer, alpine_secdb, feed_server, fetch_and_parse  # noqa: F401
 
 
 @pytest.fixture
@@ -27,17 +26,6 @@ def _serve_secdb(server: FeedServer, secdb: dict[str, bytes], shared_data: Path)
     server.put_many(secdb.items())
     edge = shared_data / "feeds/vuls-data-update/pkg/fetch/alpine/secdb/testdata/fixtures/edge"
     server.put("edge/main.json", (edge / "main.json").read_bytes())
-
-
-async def _fetch_parse(
-    updater: AlpineUpdater, client: aiohttp.ClientSession
-) -> tuple[FetchResult, list[Vulnerability]]:
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return fetched, list(updater.parse(fetched))
-    finally:
-        fetched.discard()
 
 
 def _expected_count(doc: bytes) -> int:
@@ -80,7 +68,7 @@ async def test_v36_main_records(
 ) -> None:
     feed_server.put_many(alpine_secdb.items())
     updater = AlpineUpdater(Release(3, 6), "main", feed_server.url + "v3.6/main.json")
-    fetched, vulns = await _fetch_parse(updater, client)
+    fetched, vulns = await fetch_and_parse(updater, client)
     assert fetched.fingerprint == feed_server.etag("v3.6/main.json")
     assert len(vulns) == _expected_count(alpine_secdb["v3.6/main.json"])
     by_key = {(v.package.name if v.package else "", v.name): v for v in vulns}
@@ -116,7 +104,7 @@ async def test_claircore_testdata_keeps_zero_fixed_version(
     data = (shared_data / "feeds/claircore/alpine/testdata/v3_15_main_truncated.json").read_bytes()
     feed_server.put("v3.15/main.json", data)
     updater = AlpineUpdater(Release(3, 15), "main", feed_server.url + "v3.15/main.json")
-    _, vulns = await _fetch_parse(updater, client)
+    _, vulns = await fetch_and_parse(updater, client)
     assert len(vulns) == _expected_count(data)
     zero = {v.name for v in vulns if v.fixed_in_version == "0"}
     assert {"CVE-2021-42373", "CVE-2021-42376", "CVE-2021-42377"} <= zero
@@ -132,7 +120,7 @@ async def test_edge_distribution(
     feed_server.put("edge/main.json", (edge / "main.json").read_bytes())
     updater = AlpineUpdater(Release(), "main", feed_server.url + "edge/main.json")
     assert updater.name == "alpine-main-edge-updater"
-    _, vulns = await _fetch_parse(updater, client)
+    _, vulns = await fetch_and_parse(updater, client)
     assert vulns
     dist = vulns[0].distribution
     assert dist is not None
@@ -173,7 +161,7 @@ async def test_truncated_feed_error_names_feed_and_position(
     feed_server.put("v3.7/main.json", doc[: len(doc) * 2 // 3])
     updater = AlpineUpdater(Release(3, 7), "main", feed_server.url + "v3.7/main.json")
     with pytest.raises(FeedError) as caught:
-        await _fetch_parse(updater, client)
+        await fetch_and_parse(updater, client)
     message = str(caught.value)
     assert "alpine-main-v3.7-updater" in message
     assert feed_server.url + "v3.7/main.json" in message

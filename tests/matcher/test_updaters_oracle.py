@@ -18,9 +18,9 @@ import pytest
 from clair_common.distributions import oracle_distribution
 from clair_common.models import Vulnerability
 from clair_matcher.scheduler import UpdateScheduler
-from clair_matcher.updaters import ConfigProblem, FetchResult
+from clair_matcher.updaters import ConfigProblem
 from clair_matcher.updaters.oracle import OracleFactory, OracleUpdater
-from tests.fixtures.feeds import FeedServer, updater_scheduler
+from tests.fixtures.feeds import FeedServer, fetch_and_parse, updater_scheduler
 
 ELSA_ALL = (
     "feeds/vuls-data-update/pkg/fetch/oracle/linux/testdata/fixtures/com.oracle.elsa-all.xml.bz2"
@@ -89,13 +89,8 @@ async def _fetch_parse(
     server: FeedServer, client: aiohttp.ClientSession, year: int, data: bytes
 ) -> list[Vulnerability]:
     server.put(f"com.oracle.elsa-{year}.xml.bz2", data)
-    updater = OracleUpdater(year, server.url)
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return list(updater.parse(fetched))
-    finally:
-        fetched.discard()
+    _, vulns = await fetch_and_parse(OracleUpdater(year, server.url), client)
+    return vulns
 
 
 async def test_updater_set_years_and_config(client: aiohttp.ClientSession) -> None:

@@ -19,12 +19,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from clair_common.models import Vulnerability
 from clair_indexer.scanners.rpm_distributions import photon_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
-from clair_matcher.updaters import FetchResult
 from clair_matcher.updaters.photon import PhotonFactory, PhotonUpdater
-from tests.fixtures.feeds import FeedServer, updater_scheduler
+from tests.fixtures.feeds import FeedServer, fetch_and_parse, updater_scheduler
 
 PHOTON3 = "feeds/claircore/photon/testdata/com.vmware.phsa-photon3.xml.xz"
 EXCERPTS = "feeds/vuls-data-update/pkg/fetch/photon/oval/testdata/fixtures/happy"
@@ -67,17 +65,6 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def _fetch_parse(
-    updater: PhotonUpdater, client: aiohttp.ClientSession
-) -> tuple[FetchResult, list[Vulnerability]]:
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return fetched, list(updater.parse(fetched))
-    finally:
-        fetched.discard()
-
-
 async def test_updater_set_names_and_urls(client: aiohttp.ClientSession) -> None:
     factory = PhotonFactory()
     factory.configure({})
@@ -102,7 +89,7 @@ async def test_photon3_records(
     docs = photon_documents(shared_data)
     feed_server.put_many(docs.items())
     updater = PhotonUpdater("3.0", feed_server.url)
-    _, vulns = await _fetch_parse(updater, client)
+    _, vulns = await fetch_and_parse(updater, client)
     doc = docs["com.vmware.phsa-photon3.xml"]
     got = {(v.name, v.package.name if v.package else "", v.fixed_in_version) for v in vulns}
     assert got == expected_records(doc)
@@ -147,7 +134,7 @@ async def test_photon5_excerpt(
     feed_server: FeedServer, client: aiohttp.ClientSession, shared_data: Path
 ) -> None:
     feed_server.put_many(photon_documents(shared_data).items())
-    _, vulns = await _fetch_parse(PhotonUpdater("5.0", feed_server.url), client)
+    _, vulns = await fetch_and_parse(PhotonUpdater("5.0", feed_server.url), client)
     assert {(v.package.name if v.package else "", v.fixed_in_version) for v in vulns} == {
         ("ansible", "0:2.14.12-1.ph5"),
         ("ansible-devel", "0:2.14.12-1.ph5"),

@@ -25,9 +25,9 @@ from clair_common.distributions import leap_distribution, sles_distribution
 from clair_common.models import ZERO_TIME, Vulnerability
 from clair_indexer.scanners.rpm_distributions import suse_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
-from clair_matcher.updaters import FeedError, FetchResult
+from clair_matcher.updaters import FeedError
 from clair_matcher.updaters.suse import SuseFactory, SuseUpdater, normalize_severity
-from tests.fixtures.feeds import FeedServer, updater_scheduler
+from tests.fixtures.feeds import FeedServer, fetch_and_parse, updater_scheduler
 
 SLES15 = "feeds/vunnel/tests/unit/providers/sles/test-fixtures/suse_truncated.xml"
 LEAP151 = "feeds/vulnerablecode/vulnerabilities/tests/test_data/suse_oval_data.xml"
@@ -146,15 +146,6 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def _fetch_parse(updater: SuseUpdater, client: aiohttp.ClientSession) -> list[Vulnerability]:
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return list(updater.parse(fetched))
-    finally:
-        fetched.discard()
-
-
 async def test_directory_discovery(
     feed_server: FeedServer, client: aiohttp.ClientSession, shared_data: Path
 ) -> None:
@@ -199,7 +190,7 @@ async def test_sles15_records(
 ) -> None:
     docs = serve_suse(feed_server, shared_data)
     updater = SuseUpdater(sles_distribution("15"), feed_server.url + "oval/" + SLES15_FILE)
-    vulns = await _fetch_parse(updater, client)
+    _, vulns = await fetch_and_parse(updater, client)
     want = expected_records(docs[SLES15_FILE])
     assert got_records(vulns) == want
     # Spelled out: krb5's binaries for CVE-2010-1323 and kernel-default for CVE-2021-29154 (two
@@ -263,7 +254,7 @@ async def test_leap_excerpts(
     feed_server.put("152.xml.gz", gzip.compress(leap152))
     one = SuseUpdater(leap_distribution("15.1"), feed_server.url + "151.xml")
     one.configure({"compression": "none"})
-    vulns = await _fetch_parse(one, client)
+    _, vulns = await fetch_and_parse(one, client)
     assert got_records(vulns) == expected_records(leap151)
     assert {(v.name, v.package.name if v.package else "") for v in vulns} == {
         ("CVE-2009-4112", "cacti"),
@@ -278,7 +269,7 @@ async def test_leap_excerpts(
     assert all(v.distribution == leap_distribution("15.1") for v in vulns)
 
     two = SuseUpdater(leap_distribution("15.2"), feed_server.url + "152.xml.gz")
-    (fastjar,) = await _fetch_parse(two, client)
+    _, (fastjar,) = await fetch_and_parse(two, client)
     assert got_records([fastjar]) == expected_records(leap152)
     assert fastjar.package is not None
     assert (fastjar.package.name, fastjar.fixed_in_version) == ("fastjar", "0:0.98-lp152.4.3.1")

@@ -22,14 +22,14 @@ import pytest
 from aiohttp import web
 
 from clair_common.distributions import ubuntu_distribution
-from clair_common.models import ZERO_TIME, Vulnerability
+from clair_common.models import ZERO_TIME
 from clair_indexer.scanners import osrelease
 from clair_indexer.scanners.distributions import ubuntu_from_os_release
 from clair_matcher.scheduler import UpdateScheduler
-from clair_matcher.updaters import ConfigProblem, FeedError, FetchResult, Unchanged
+from clair_matcher.updaters import ConfigProblem, FeedError, Unchanged
 from clair_matcher.updaters.registry import build_factories
 from clair_matcher.updaters.ubuntu import UbuntuFactory, UbuntuUpdater, normalize_severity
-from tests.fixtures.feeds import FeedServer, updater_scheduler
+from tests.fixtures.feeds import FeedServer, fetch_and_parse, updater_scheduler
 
 EXCERPT = "feeds/vulnerablecode/vulnerabilities/tests/test_data/ubuntu_oval_data.xml"
 BIONIC_OS_RELEASE = "layers/claircore/ubuntu/testdata/dist/18.04/etc/os-release"
@@ -150,17 +150,6 @@ def expected_records(doc: bytes) -> set[tuple[str, str, str]]:
     return out
 
 
-async def _fetch_parse(
-    updater: UbuntuUpdater, client: aiohttp.ClientSession
-) -> tuple[FetchResult, list[Vulnerability]]:
-    fetched = await updater.fetch(client, "")
-    assert isinstance(fetched, FetchResult)
-    try:
-        return fetched, list(updater.parse(fetched))
-    finally:
-        fetched.discard()
-
-
 # -- discovery ---------------------------------------------------------------------------------
 async def test_series_discovery_follows_negotiation_and_caches_the_list(
     canonical: CanonicalServer, client: aiohttp.ClientSession, shared_data: Path
@@ -243,7 +232,7 @@ async def test_bionic_records(
     factory.configure(ubuntu_config(canonical))
     (updater,) = await factory.updater_set(client)
     assert isinstance(updater, UbuntuUpdater)
-    fetched, vulns = await _fetch_parse(updater, client)
+    fetched, vulns = await fetch_and_parse(updater, client)
     assert fetched.fingerprint == canonical.etag("oval/com.ubuntu.bionic.cve.oval.xml.bz2")
 
     got = {(v.name, v.package.name if v.package else "", v.fixed_in_version) for v in vulns}
@@ -382,7 +371,7 @@ SYNTHETIC = """<?xml version="1.0"?>
 async def test_dpkginfo_rules(canonical: CanonicalServer, client: aiohttp.ClientSession) -> None:
     canonical.put("jammy.xml", SYNTHETIC.encode())
     updater = UbuntuUpdater("jammy", "22.04", canonical.url + "jammy.xml", use_bzip2=False)
-    _, vulns = await _fetch_parse(updater, client)
+    _, vulns = await fetch_and_parse(updater, client)
     got = [
         (v.package.name, v.fixed_in_version, v.package.arch, v.arch_op)
         for v in vulns
@@ -483,5 +472,5 @@ async def test_unchanged_without_new_operation_when_fetched_directly(
     serve_ubuntu(canonical, shared_data)
     url = canonical.url + "oval/com.ubuntu.bionic.cve.oval.xml.bz2"
     updater = UbuntuUpdater("bionic", "18.04", url, use_bzip2=True)
-    fetched, _ = await _fetch_parse(updater, client)
+    fetched, _ = await fetch_and_parse(updater, client)
     assert await updater.fetch(client, fetched.fingerprint) is Unchanged
