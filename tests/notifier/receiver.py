@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from aiohttp import web
 from clair_dev.ports import free_port
@@ -79,3 +80,18 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def read_pages(client: httpx.AsyncClient, url: str) -> list[str]:
+    """A notification set's ids as a subscriber reads them from its callback `url`: two a
+    page, following `next` to the end."""
+    ids: list[str] = []
+    params = {"page_size": "2"}
+    while True:
+        resp = await client.get(url, params=params)
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        ids += [n["id"] for n in doc["notifications"]]
+        if "next" not in doc["page"]:
+            return ids
+        params["next"] = doc["page"]["next"]

@@ -17,7 +17,7 @@ import yaml
 from clair_notifier.store import NotifierStore
 from tests.fixtures.server import ClairProcess, clair_server, free_port, wait_ready
 from tests.notifier.faults import until
-from tests.notifier.receiver import WebhookReceiver
+from tests.notifier.receiver import WebhookReceiver, read_pages
 from tests.notifier.test_api import put_set
 
 CALLBACK = "http://clair/notifier/api/v1/notification/"
@@ -83,23 +83,10 @@ async def test_restart_mid_delivery_delivers_the_rest_once(
         # then DELETE.
         async with httpx.AsyncClient(base_url=two.api, timeout=10) as http:
             for set_id, count in zip(made, (1, 3, 2), strict=True):
-                ids = await pages(http, str(set_id))
+                ids = await read_pages(http, PATH + str(set_id))
                 want = await store.notifications(set_id)
                 assert ids == [n["id"] for n in want] and len(ids) == count
                 assert (await http.delete(PATH + str(set_id))).status_code == 200
         assert [await store.status(s) for s in made] == ["deleted"] * 3
         logs = one.log_text() + two.log_text()
         assert "Traceback" not in logs, logs
-
-
-async def pages(http: httpx.AsyncClient, set_id: str) -> list[str]:
-    ids: list[str] = []
-    params = {"page_size": "2"}
-    while True:
-        resp = await http.get(PATH + set_id, params=params)
-        assert resp.status_code == 200, resp.text
-        doc = resp.json()
-        ids += [n["id"] for n in doc["notifications"]]
-        if "next" not in doc["page"]:
-            return ids
-        params["next"] = doc["page"]["next"]

@@ -24,27 +24,13 @@ from clair_notifier.delivery.webhook import WebhookDeliverer
 from clair_notifier.service import NotifierService
 from clair_notifier.store import NotifierStore
 from tests.notifier.faults import attempts, attempts_allowed, delivery_log, ticking, until
-from tests.notifier.receiver import WebhookReceiver
+from tests.notifier.receiver import WebhookReceiver, read_pages
 from tests.notifier.test_api import put_set
 
 CALLBACK = "http://clair/notifier/api/v1/notification/"
 BASE, CAP = timedelta(milliseconds=200), timedelta(seconds=1)
 TIMEOUT = 0.5  # the deliverer's, so a hung subscriber costs half a second per attempt
 PHASE = 1.5  # seconds each fault lasts
-
-
-async def pages(client: httpx.AsyncClient, set_id: str) -> list[str]:
-    """The set's notification ids as a subscriber reads them: two a page, `next` to the end."""
-    ids: list[str] = []
-    params = {"page_size": "2"}
-    while True:
-        resp = await client.get(CALLBACK + set_id, params=params)
-        assert resp.status_code == 200, resp.text
-        doc = resp.json()
-        ids += [n["id"] for n in doc["notifications"]]
-        if "next" not in doc["page"]:
-            return ids
-        params["next"] = doc["page"]["next"]
 
 
 async def test_subscriber_down_then_back_gets_every_set_in_order(
@@ -124,7 +110,7 @@ async def test_subscriber_down_then_back_gets_every_set_in_order(
         transport=httpx.ASGITransport(app=app), base_url="http://clair"
     ) as client:
         for set_id in want:
-            assert await pages(client, set_id) == bodies[set_id]
+            assert await read_pages(client, CALLBACK + set_id) == bodies[set_id]
             assert (await client.delete(CALLBACK + set_id)).status_code == 200
     assert [await store.status(s) for s in made] == ["deleted"] * 4
     assert (await loop.run_once()).delivered == []
