@@ -76,3 +76,15 @@ async def test_versions_without_tasks_and_bad_input(tmp_path: Path) -> None:
         f"{s}: skipped: no {s}.connstring configured (nor PG* variables)"
         for s in ("indexer", "matcher", "notifier")
     ]
+
+
+async def test_unreachable_database_is_one_line_naming_its_key(tmp_path: Path) -> None:
+    # Clair 4.8's database block names the database: errors name that key, not connstring.
+    dsn = "host=127.0.0.1 port=1 user=clair dbname=clair connect_timeout=5"
+    config = {"indexer": {"database": {"name": "postgresql", "postgresql": {"dsn": dsn}}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = await run_clairctl("admin", "pre", "v4.7.3", cwd=tmp_path)
+    assert code == 1, (out, err)
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert "indexer.database.postgresql.dsn: cannot connect" in line

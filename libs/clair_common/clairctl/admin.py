@@ -51,23 +51,30 @@ class AdminTask:
 
 
 def service_dsn(cfg: Any, service: str) -> str:
-    """`<service>.connstring` resolved as `clair serve` resolves it; SkipTask when unset."""
+    """The service's database (`connstring` or the `database` block) resolved as `clair serve`
+    resolves it; SkipTask when unset."""
     from clair_common.config import resolve_connstring
 
     dsn = resolve_connstring(getattr(cfg, service).dsn, os.environ)
     if dsn is None:
-        raise SkipTask(f"no {service}.connstring configured (nor PG* variables)")
+        raise SkipTask(f"no {service_dsn_key(cfg, service)} configured (nor PG* variables)")
     return dsn
 
 
-def migrate_task(service: str, migrate: Callable[[str], Awaitable[list[int]]]) -> AdminTask:
+def service_dsn_key(cfg: Any, service: str) -> str:
+    """The config key that names the service's database, for messages: as `clair serve`'s."""
+    return f"{service}.{getattr(cfg, service).dsn_key}"
+
+
+def migrate_task(service: str, migrate: Callable[..., Awaitable[list[int]]]) -> AdminTask:
     """The "pre" task every service with a database has: apply its pending migrations.
+    `migrate(dsn, key=...)`: `key` is the config key named in its errors.
 
     Clair's pre-4.7 tasks build indexes concurrently ahead of the upgrade; here every index
     belongs to a migration, so "pre" applies the pending ones under the migration lock."""
 
     async def run(cfg: Any) -> str:
-        applied = await migrate(service_dsn(cfg, service))
+        applied = await migrate(service_dsn(cfg, service), key=service_dsn_key(cfg, service))
         return f"applied migrations {applied}" if applied else "migrations up to date"
 
     return AdminTask("pre", service, f"apply pending {service} migrations", run)
@@ -103,6 +110,7 @@ async def run_tasks(tasks: Sequence[AdminTask], cfg: Any) -> list[str]:
 
 def _command(args: argparse.Namespace) -> int:
     from clair_common.config import ConfigError
+    from clair_common.db.pool import DatabaseUnavailable
 
     version = args.version
     if not _VERSION.match(version):
@@ -115,7 +123,7 @@ def _command(args: argparse.Namespace) -> int:
         cfg = _config(args)
         for line in asyncio.run(run_tasks(tasks, cfg)):
             print(line)
-    except (ConfigError, AdminError, OSError, asyncpg.PostgresError) as exc:
+    except (ConfigError, AdminError, DatabaseUnavailable, OSError, asyncpg.PostgresError) as exc:
         print(f"clairctl: admin {args.phase} {version}: {exc}", file=sys.stderr)
         return 1
     return 0

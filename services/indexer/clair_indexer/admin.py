@@ -6,8 +6,8 @@ from clair_common.clairctl.admin import AdminTask, migrate_task
 from clair_common.db.migrate import migrate
 
 
-async def _migrate(dsn: str) -> list[int]:
-    return await migrate(dsn, "indexer", "clair_indexer")
+async def _migrate(dsn: str, *, key: str) -> list[int]:
+    return await migrate(dsn, "indexer", "clair_indexer", key=key)
 
 
 def tasks() -> list[AdminTask]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clair_common.clairctl.admin import AdminTask, migrate_task, service_dsn
+from clair_common.clairctl.admin import AdminTask, migrate_task, service_dsn, service_dsn_key
 from clair_matcher.store import MatcherStore
 
 
@@ -13,6 +13,7 @@ async def _drop_pyupio(cfg: Any) -> str:
     matcher, so its operations go, then the vulnerabilities no operation links any more."""
     store = await MatcherStore.open(
         service_dsn(cfg, "matcher"),
+        key=service_dsn_key(cfg, "matcher"),
         application_name="clairctl",
         migrations=False,
         min_size=1,
