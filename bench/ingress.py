@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clair_dev.processes import stop_process  # noqa: E402
 from tests.fixtures.images import layer_from_dir  # noqa: E402
 from tests.fixtures.registry import LocalRegistry, _ensure_binary, _start, _stop  # noqa: E402
 from tests.fixtures.server import free_port  # noqa: E402
@@ -76,11 +77,7 @@ def make_up(work: Path, config: dict[str, object], matchers: int = 1) -> Iterato
             raise SystemExit("no matcher upstream in the rendered nginx.conf")
         yield f"http://127.0.0.1:{port}", f"http://{upstream.group(1)}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, signal.SIGINT, 30)
         log.close()
 
 

@@ -17,13 +17,10 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,8 +33,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clair_dev.throwaway import throwaway_combo  # noqa: E402
 from tests.fixtures.images import build_layer, sha256_digest  # noqa: E402
-from tests.fixtures.server import free_port  # noqa: E402
 
 from bench._harness import percentile  # noqa: E402
 from bench.ingress import make_up  # noqa: E402
@@ -98,37 +95,8 @@ def layer_server() -> Iterator[str]:
 
 @contextmanager
 def combo(work: Path) -> Iterator[str]:
-    api, intro = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAIR_", "PG"))}
-    env |= {
-        "CLAIR_HTTP_LISTEN_ADDR": f"127.0.0.1:{api}",
-        "CLAIR_INTROSPECTION_ADDR": f"127.0.0.1:{intro}",
-        "CLAIR_LAYER_CACHE": str(work / "layers"),
-        "CLAIR_MATCHER__DISABLE_UPDATERS": "true",
-        "CLAIR_LOG_LEVEL": "warn",
-    }
-    command = [sys.executable, "-m", "clair_dev.run", "--data", str(work / "combo")]
-    log = (work / "combo.log").open("wb")
-    proc = subprocess.Popen([*command, "serve", "--mode", "combo"], env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{intro}/readyz", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log_tail = (work / "combo.log").read_text()[-3000:]
-                    raise SystemExit("combo failed:\n" + log_tail) from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{api}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with throwaway_combo(work / "combo") as server:
+        yield server.api
 
 
 async def one_round(base: str, clients: int, seconds: float, uri: str) -> dict[str, float]:
