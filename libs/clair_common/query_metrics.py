@@ -54,6 +54,31 @@ class QueryFamily:
     duration_labels: tuple[str, ...] = QUERY
 
 
+def claircore_family(
+    prefix: str,
+    name: str,
+    spelled: str,
+    *,
+    total_name: str | None = None,
+    duration_name: str | None = None,
+    total_help: str = "Total number of database queries issued in the {} method.",
+    duration_help: str = "The duration of all queries issued in the {} method",
+    total_labels: tuple[str, ...] = QUERY,
+    duration_labels: tuple[str, ...] = QUERY,
+) -> QueryFamily:
+    """A method's families named as claircore names them: `<prefix><name>` (counter) and
+    `<prefix><name>_duration_seconds`, help texts naming the Go method as `spelled`; the
+    `*_name` arguments keep claircore's typos where its two names differ."""
+    return QueryFamily(
+        prefix + (total_name or name),
+        f"{prefix}{duration_name or name}_duration_seconds",
+        total_help.format(spelled),
+        duration_help.format(spelled),
+        total_labels,
+        duration_labels,
+    )
+
+
 class QueryMetrics:
     """The families of one store, keyed by the method name used at the call sites."""
 

@@ -7,31 +7,24 @@ and affected.py say which claircore query each of ours stands for.
 
 from __future__ import annotations
 
-from clair_common.query_metrics import QUERY, QUERY_SUCCESS, BareCounter, QueryFamily, QueryMetrics
+from clair_common.query_metrics import (
+    QUERY,
+    QUERY_SUCCESS,
+    BareCounter,
+    QueryFamily,
+    QueryMetrics,
+    claircore_family,
+)
 
 __all__ = ["SCANNED_MANIFESTS", "STORE"]
 
 _PREFIX = "claircore_indexer_"
 
 
-def _family(
-    name: str,
-    spelled: str,
-    *,
-    total_help: str = "Total number of database queries issued in the {} method.",
-    duration_help: str = "The duration of all queries issued in the {} method",
-    duration_name: str | None = None,
-    total_name: str | None = None,
-    success: bool = False,
-) -> QueryFamily:
+def _family(name: str, spelled: str, *, success: bool = False, **names: str) -> QueryFamily:
     labels = QUERY_SUCCESS if success else QUERY
-    return QueryFamily(
-        _PREFIX + (total_name or name),
-        f"{_PREFIX}{duration_name or name}_duration_seconds",
-        total_help.format(spelled),
-        duration_help.format(spelled),
-        labels,
-        labels,
+    return claircore_family(
+        _PREFIX, name, spelled, total_labels=labels, duration_labels=labels, **names
     )
 
 

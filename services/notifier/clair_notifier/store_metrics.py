@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clair_common.query_metrics import QueryFamily, QueryMetrics
+from clair_common.query_metrics import QueryMetrics, claircore_family
 
 __all__ = ["observed"]
 
@@ -27,12 +27,7 @@ _METHODS = {
 }
 _STORE = QueryMetrics(
     {
-        method: QueryFamily(
-            f"clair_notifier_{method}",
-            f"clair_notifier_{method}_duration_seconds",
-            f"Total number of database queries issued in the {spelled} method.",
-            f"The duration of all queries issued in the {spelled} method",
-        )
+        method: claircore_family("clair_notifier_", method, spelled)
         for method, spelled in _METHODS.items()
     }
 )

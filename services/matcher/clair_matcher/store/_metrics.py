@@ -7,30 +7,16 @@ of ours stands for. Update-operation queries are labelled by kind as claircore's
 
 from __future__ import annotations
 
-from clair_common.query_metrics import QUERY, QUERY_SUCCESS, QueryFamily, QueryMetrics
+import functools
+
+from clair_common.query_metrics import QUERY_SUCCESS, QueryMetrics, claircore_family
 
 __all__ = ["VULNSTORE", "kind_query"]
 
 _PREFIX = "claircore_vulnstore_"
 
 
-def _family(
-    name: str,
-    spelled: str,
-    *,
-    duration_help: str = "The duration of all queries issued in the {} method",
-    total_labels: tuple[str, ...] = QUERY,
-    duration_labels: tuple[str, ...] = QUERY,
-) -> QueryFamily:
-    return QueryFamily(
-        f"{_PREFIX}{name}",
-        f"{_PREFIX}{name}_duration_seconds",
-        f"Total number of database queries issued in the {spelled} method.",
-        duration_help.format(spelled),
-        total_labels,
-        duration_labels,
-    )
-
+_family = functools.partial(claircore_family, _PREFIX)
 
 _DELTA = ("query", "is_delta")
 
