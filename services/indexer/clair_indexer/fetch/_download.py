@@ -1,5 +1,6 @@
 """One download attempt: a GET that follows redirects under the airgap and fetch-policy checks,
-streaming the body into the cache folder while hashing it (and feeding a scan's tap)."""
+streaming the body into the cache folder while hashing it (and feeding a scan's tap, whose
+cache copy is written behind it: see _sink)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from typing import IO, Protocol
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict
@@ -19,12 +20,15 @@ from clair_common.tls import client_session
 from clair_indexer._tap import StreamTap
 from clair_indexer.fetch._airgap import check_airgap
 from clair_indexer.fetch._cache import BlobCache, Entry, Runner
-from clair_indexer.fetch._errors import FetchError, Transient
+from clair_indexer.fetch._errors import FetchError, NotCached, Transient
 from clair_indexer.fetch._media import check_compression, declared_or_error, sniff_compression
 from clair_indexer.fetch._policy import FetchPolicy, PolicyRefused
 from clair_indexer.fetch._retry import retry_after
+from clair_indexer.fetch._sink import Backlog, DirectWrite, Sink, WriteBehind
 
 _CHUNK = 1 << 20
+# How far the socket is read ahead of the hashing (aiohttp's default, 64 KiB, stalls it).
+_READ_BUFFER = 4 << 20
 _MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Credentials the manifest gave for the registry; a redirect to storage elsewhere must not see them.
@@ -41,6 +45,7 @@ class Downloader:
         airgap: bool,
         policy: FetchPolicy,
         session: aiohttp.ClientSession | None,
+        backlog: Backlog,
     ) -> None:
         self._cache = cache
         self._run = run
@@ -51,6 +56,7 @@ class Downloader:
         )
         self._session = session
         self._own_session = session is None
+        self._backlog = backlog
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -128,35 +134,44 @@ class Downloader:
         declared = declared_or_error(resp.headers.get("Content-Type", ""), digest)
         hasher = hashlib.new(algo)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        sink: Sink
+        try:
+            sink = DirectWrite(fd) if tap is None else WriteBehind(fd, self._backlog, digest)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp_name)
+            raise
         size, head, pending_len = 0, b"", 0
         pending: list[bytes] = []
         try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in resp.content.iter_any():
-                    counter.received += len(chunk)
-                    if len(head) < 4:
-                        head += chunk[: 4 - len(head)]
-                        if len(head) == 4:
-                            check_compression(declared, head, digest)
-                    pending.append(chunk)
-                    pending_len += len(chunk)
-                    if pending_len >= _CHUNK:
-                        # Hashing and writing off the loop: hashlib drops the GIL on big buffers.
-                        await self._run(_write, out, hasher, b"".join(pending), tap)
-                        size += pending_len
-                        pending, pending_len = [], 0
+            async for chunk in resp.content.iter_any():
+                counter.received += len(chunk)
                 if len(head) < 4:
-                    check_compression(declared, head, digest)
-                await self._run(_write, out, hasher, b"".join(pending), tap)
-                size += pending_len
-            if tap is not None:
-                tap.finish()
+                    head += chunk[: 4 - len(head)]
+                    if len(head) == 4:
+                        check_compression(declared, head, digest)
+                pending.append(chunk)
+                pending_len += len(chunk)
+                if pending_len >= _CHUNK:
+                    # Hashing and writing off the loop: hashlib drops the GIL on big buffers.
+                    await self._run(_take, hasher, b"".join(pending), tap, sink)
+                    size += pending_len
+                    pending, pending_len = [], 0
+            if len(head) < 4:
+                check_compression(declared, head, digest)
+            await self._run(_take, hasher, b"".join(pending), tap, sink)
+            size += pending_len
             got = f"{algo}:{hasher.hexdigest()}"
             if got != digest:
                 raise FetchError(f"layer {digest}: digest mismatch: got {got}", client_error=True)
+            if tap is not None:
+                tap.finish()  # only now: a scan that read to the end read verified bytes
+            if not await self._run(sink.close):
+                raise NotCached(digest)
             final = folder / digest.split(":", 1)[1]
             os.replace(tmp_name, final)
         except BaseException:
+            sink.abort()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
             raise
@@ -191,8 +206,8 @@ class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-def _write(out: IO[bytes], hasher: _Hasher, data: bytes, tap: StreamTap | None) -> None:
+def _take(hasher: _Hasher, data: bytes, tap: StreamTap | None, sink: Sink) -> None:
     hasher.update(data)
     if tap is not None:
         tap.feed(data)
-    out.write(data)
+    sink.write(data)

@@ -24,3 +24,11 @@ class Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotCached(Exception):
+    """A verified download a scan read as it streamed, whose cache copy was given up (the
+    disk fell behind): the scan stands; whoever wanted the file must download it again."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"layer {digest}: verified but not cached")

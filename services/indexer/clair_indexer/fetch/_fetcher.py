@@ -22,11 +22,12 @@ from clair_common.telemetry import span
 from clair_indexer._tap import ConsumerGaveUp, StreamTap, TapBroken
 from clair_indexer.fetch._cache import BlobCache, Entry, FetchedLayer
 from clair_indexer.fetch._download import Downloader
-from clair_indexer.fetch._errors import FetchError
+from clair_indexer.fetch._errors import FetchError, NotCached
 from clair_indexer.fetch._flights import Flights
 from clair_indexer.fetch._metrics import FETCH_DURATION, FETCH_REQUESTS, LAYER_SIZE
 from clair_indexer.fetch._policy import FetchPolicy
 from clair_indexer.fetch._retry import retrying
+from clair_indexer.fetch._sink import WRITE_BEHIND_BYTES, Backlog
 
 T = TypeVar("T")
 
@@ -51,10 +52,12 @@ class LayerFetcher:
         min_rate: float = 0,
         rate_window: float = 0,
         policy: FetchPolicy | None = None,
+        write_behind_bytes: int = WRITE_BEHIND_BYTES,
     ) -> None:
         """`deadline`: seconds one layer's download may take, retries included (None: no
         limit); `min_rate`: bytes/s a download must keep up over each `rate_window` seconds,
-        waiting for the response included (0: no floor). Both fail as the client's fault."""
+        waiting for the response included (0: no floor). Both fail as the client's fault.
+        `write_behind_bytes`: how far cache writes may lag a streamed scan (see _sink)."""
         self._root = Path(cache_dir)
         self._policy = policy or FetchPolicy()
         self._deadline = deadline
@@ -76,6 +79,7 @@ class LayerFetcher:
             airgap=airgap,
             policy=self._policy,
             session=session,
+            backlog=Backlog(write_behind_bytes),
         )
 
     @property
@@ -92,8 +96,11 @@ class LayerFetcher:
         """`consume(blob)` in a thread, fed while the blob downloads when we download it.
 
         Overlapping download and scan is what makes indexing a new layer cost little more
-        than reading it. The result only counts once the digest matched; if the stream was
-        cut (a retried download) the consumer is run again on the verified cached file.
+        than reading it. The stream's end is only marked once the digest matched, so a
+        consumer that read it all read verified bytes and its result stands at once, while
+        the cache copy is still being written. If the stream was cut (a retried download) or
+        never fed (the blob was cached or another download's), the consumer runs again on the
+        verified file.
         """
         async with self._through_slots:
             tap = StreamTap()
@@ -101,8 +108,13 @@ class LayerFetcher:
             consumer: asyncio.Future[T] = asyncio.ensure_future(
                 self._in_pool(_consume_tap, tap, consume)
             )
+            fetching = asyncio.ensure_future(self._fetch(layer, tap))
             try:
-                fetched = await self._fetch(layer, tap)
+                await asyncio.wait((consumer, fetching), return_when=asyncio.FIRST_COMPLETED)
+                if consumer.done() and not consumer.cancelled() and not consumer.exception():
+                    FETCH_REQUESTS.labels("downloaded").inc()
+                    return consumer.result()
+                fetched = await fetching
             except ConsumerGaveUp as gave_up:
                 # A scan failed on the streamed bytes and stopped the download: ours says why.
                 tap.abandon()
@@ -111,11 +123,21 @@ class LayerFetcher:
                 except TapBroken:  # we had joined the download another scan gave up on
                     raise FetchError(f"layer {layer.hash}: {gave_up}", client_error=True) from None
                 raise FetchError(f"layer {layer.hash}: {gave_up}", client_error=True) from None
+            except NotCached:
+                # Our own stream, verified; only its cache copy was given up.
+                try:
+                    return await consumer
+                except TapBroken:
+                    fetched = await self._fetch(layer, None)
             except BaseException:
                 tap.abandon()
                 with contextlib.suppress(Exception):
                     await consumer
                 raise
+            finally:
+                if not fetching.done():
+                    fetching.cancel()  # the download itself is shielded: it lands for others
+                fetching.add_done_callback(_release_fetched)
             with fetched:
                 tap.fail("the blob came from the cache or another download")  # no-op once fed
                 try:
@@ -170,6 +192,10 @@ class LayerFetcher:
             try:
                 # Pinned before the flight retires, which may evict.
                 fetched = await self._flights.wait(digest, flight, self._cache.pin)
+            except NotCached:
+                if started:
+                    raise  # our tap had it all: fetch_through knows what to do
+                continue  # the stream was another scan's and the file was not kept
             except Exception:
                 if result == "shared" and flight.uri != layer.uri and not own_tried:
                     # Another manifest's URL failed; ours may well work: only success is shared.
@@ -229,13 +255,24 @@ class LayerFetcher:
 
 
 def _consume_tap(tap: StreamTap, consume: Callable[[BinaryIO], T]) -> T:
+    stream = io.BufferedReader(tap, buffer_size=_CHUNK)
     try:
-        result = consume(io.BufferedReader(tap, buffer_size=_CHUNK))
+        result = consume(stream)
     except BaseException:
         tap.abandon(failed=True)
         raise
-    tap.abandon()
+    try:
+        while stream.read(_CHUNK):  # to the end, which is marked once the digest matched
+            pass
+    finally:
+        tap.abandon()
     return result
+
+
+def _release_fetched(fetching: asyncio.Future[FetchedLayer]) -> None:
+    """A fetch nobody awaits any more: unpin what it landed, and read its failure."""
+    if not fetching.cancelled() and fetching.exception() is None:
+        fetching.result().release()
 
 
 def _consume_file(path: Path, consume: Callable[[BinaryIO], T]) -> T:
