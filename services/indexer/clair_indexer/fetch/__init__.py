@@ -5,9 +5,9 @@ decompresses and walks it. Private modules, one job each, behind this public API
 `_cache` (the size-bounded LRU disk cache and pinning), `_flights` (concurrent fetches of one
 digest share one download), `_download` (one attempt: redirects, airgap and policy checks,
 streaming hash-and-write), `_sink` (the cache file written directly, or behind a streaming
-scan so the disk never holds it up), `_retry` (backoff and the minimum rate), `_policy` (which hosts a
-manifest may name), `_airgap`, `_media` (compression sniffed and declared), `_metrics`.
-`_fetcher.LayerFetcher` puts them together.
+scan so the disk never holds it up), `_retry` (backoff and the minimum rate), `_policy`
+(which hosts a manifest may name), `_airgap`, `_media` (compression sniffed and declared),
+`_metrics`. `_fetcher.LayerFetcher` puts them together.
 """
 
 from clair_indexer.fetch._airgap import is_private_address
