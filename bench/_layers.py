@@ -12,12 +12,13 @@ loop that never copies file data. `tarfile` is no baseline: it is about twice as
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 from isal import isal_zlib
@@ -90,9 +91,13 @@ def compress_all(plain: Path, directory: Path) -> dict[str, Path]:
 
 def open_lean(blob: Path, stack: contextlib.ExitStack) -> Callable[[int], bytes]:
     """`read` of the blob's uncompressed bytes through the bare decompressor (closed by `stack`)."""
-    raw = stack.enter_context(blob.open("rb", buffering=0))
-    head = raw.read(4)
-    raw.seek(0)
+    raw: BinaryIO = stack.enter_context(blob.open("rb", buffering=0))
+    if raw.seekable():
+        head = raw.read(4)
+        raw.seek(0)
+    else:  # a pipe (index_layer.py's piped case): look ahead through a buffer instead
+        buffered = io.BufferedReader(cast(io.RawIOBase, raw), CHUNK)
+        head, raw = buffered.peek(4)[:4], cast(BinaryIO, buffered)
     if head.startswith(b"\x1f\x8b"):
         # The C reader the indexer uses too (multi-member aware, releases the GIL).
         gzip_reader: _Reader = isal_zlib._GzipReader(raw, CHUNK)

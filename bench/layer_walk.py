@@ -51,7 +51,12 @@ _CASES = {"ours": _run_ours, "lean": lean_walk, "decomp": decompress_only}
 
 
 def run_case(case: str, blob: Path) -> None:
-    """Child process entry: time one case once, print JSON with seconds and peak RSS."""
+    """Child process entry: time one case once, print JSON with seconds and peak RSS.
+
+    Blob "-": standard input, once "ready" was printed (a pipe a download is fed into)."""
+    if str(blob) == "-":
+        print("ready", flush=True)
+        blob = Path("/dev/stdin")
     start = time.perf_counter()
     _CASES[case](blob)
     seconds = time.perf_counter() - start
