@@ -78,15 +78,20 @@ def variant(blob: bytes, compression: str, k: int) -> bytes:
     return blob + tail
 
 
-async def _verified_download(url: str) -> float:
+async def _verified_download(url: str, into: int | None = None) -> tuple[float, float]:
+    """(start, seconds) of downloading and hashing `url`, writing it `into` a pipe if given."""
     async with aiohttp.ClientSession() as http:
         start = time.perf_counter()
         hasher = hashlib.sha256()
         async with http.get(url) as resp:
             async for chunk in resp.content.iter_any():
                 hasher.update(chunk)
+                if into is not None:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(into, view) :]
         hasher.hexdigest()
-        return time.perf_counter() - start
+        return start, time.perf_counter() - start
 
 
 def _piped(url: str) -> float:
@@ -97,7 +102,7 @@ def _piped(url: str) -> float:
         child.stdout.readline()  # "ready": imports done, reading its standard input
         # Linux's default 64 KiB pipe would lock-step the two processes.
         fcntl.fcntl(child.stdin.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-        start = asyncio.run(_feed(url, child.stdin.fileno()))
+        start, _ = asyncio.run(_verified_download(url, child.stdin.fileno()))
         child.stdin.close()
         if child.wait() != 0:
             raise SystemExit("the piped lean walk failed")
@@ -105,21 +110,6 @@ def _piped(url: str) -> float:
     finally:
         child.kill()
         child.wait()
-
-
-async def _feed(url: str, fd: int) -> float:
-    """Downloads and hashes `url` into `fd`; returns when it started."""
-    async with aiohttp.ClientSession() as http:
-        start = time.perf_counter()
-        hasher = hashlib.sha256()
-        async with http.get(url) as resp:
-            async for chunk in resp.content.iter_any():
-                hasher.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-        hasher.hexdigest()
-        return start
 
 
 async def _post(api: str, manifest: dict[str, object]) -> float:
@@ -253,7 +243,7 @@ def main() -> int:
             floor_url = bench.registry.blob_url("floor", floor_digest)
 
             def floor(url: str = floor_url) -> float:
-                return asyncio.run(_verified_download(url))
+                return asyncio.run(_verified_download(url))[1]
 
             def piped(url: str = floor_url) -> float:
                 return _piped(url)
