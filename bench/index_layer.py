@@ -69,7 +69,7 @@ GOAL_REPOSTS = 2000.0
 
 
 def variant(blob: bytes, compression: str, k: int) -> bytes:
-    """The same uncompressed tar (plus `k` zero blocks past its end) under a new digest."""
+    """The same uncompressed tar (plus `k` KiB of zeros past its end, k > 0) under a new digest."""
     tail = b"\0" * (1024 * k)
     if compression == "gzip":
         return blob + igzip.compress(tail)  # a second gzip member
@@ -178,8 +178,15 @@ class Bench:
             yield server
 
     def cold_and_warm(self, blob: bytes, compression: str, rss: list[float]) -> tuple[float, float]:
-        cold = self.registry.push_image_sync("cold", [variant(blob, compression, self.runs)])
-        warm = self.registry.push_image_sync("warm", [variant(blob, compression, -1 - self.runs)])
+        # Tails of 2n+1 and 2n+2 KiB: every round's two blobs differ from each other and from
+        # every other round's (a tail of 0 and one of -1 KiB were both empty: in the first
+        # round the "warm" POST was a re-POST of the cold manifest).
+        cold = self.registry.push_image_sync(
+            "cold", [variant(blob, compression, 2 * self.runs + 1)]
+        )
+        warm = self.registry.push_image_sync(
+            "warm", [variant(blob, compression, 2 * self.runs + 2)]
+        )
         with self.indexer() as server:
             try:
                 seconds_cold = asyncio.run(_post(server.api, cold.to_json()))
