@@ -79,20 +79,25 @@ class WriteBehind:
         self._name = name
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._given_up = False
+        self._ended = False
         self._error: OSError | None = None
+        # A write racing abort() (its download cancelled mid-chunk) must not queue bytes
+        # behind the end marker: they would hold their share of the backlog for good.
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, name="layer-write", daemon=True)
         self._thread.start()
 
     def write(self, data: bytes) -> None:
-        if self._given_up or not data:
-            return
-        if not self._backlog.take(len(data)):
-            self._give_up(f"the disk fell {self._backlog.held >> 20} MiB behind the download")
-            return
-        self._queue.put(data)
+        with self._lock:
+            if self._given_up or self._ended or not data:
+                return
+            if not self._backlog.take(len(data)):
+                self._give_up(f"the disk fell {self._backlog.held >> 20} MiB behind the download")
+                return
+            self._queue.put(data)
 
     def close(self) -> bool:
-        self._queue.put(None)
+        self._end()
         self._thread.join()
         if self._error is not None:
             log.warning("%s: not cached: %s", self._name, self._error)
@@ -100,8 +105,15 @@ class WriteBehind:
         return not self._given_up
 
     def abort(self) -> None:
-        self._given_up = True
-        self._queue.put(None)  # the thread closes the file once it got here
+        with self._lock:
+            self._given_up = True
+        self._end()  # the thread closes the file once it got here
+
+    def _end(self) -> None:
+        with self._lock:
+            if not self._ended:
+                self._ended = True
+                self._queue.put(None)
 
     def _give_up(self, why: str) -> None:
         self._given_up = True
