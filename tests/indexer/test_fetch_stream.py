@@ -170,7 +170,7 @@ def test_write_behind_past_its_backlog_gives_up_and_holds_nothing(tmp_path: Path
     backlog = Backlog(MiB)
     sink = WriteBehind(os.open(tmp_path / "blob", os.O_WRONLY | os.O_CREAT), backlog, "test")
     sink.write(b"x" * 100)
-    sink.write(b"y" * MiB)  # more than the budget left, however fast the disk
+    sink.write(b"y" * (MiB + 1))  # more than the whole budget, however fast the disk
     sink.write(b"z" * 100)  # nothing after that: the copy would have a hole
     assert not sink.close()
     assert backlog.held == 0
