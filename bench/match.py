@@ -6,6 +6,8 @@ Two real Debian 12 images, each pushed to a local registry (Debian's docker-regi
 indexed by two real `clair serve` combo processes on that database:
 
   minbase    debootstrap's minbase (../shared/data/layers, 88 packages), a base image
+  mid        221 of this machine's packages (a seeded sample): the size of the Ubuntu 20.04
+             image the performance issue set its goals with (221 packages)
   machine    this machine's own package database (about 800 packages), a fat one
 
 and the processes:
@@ -68,15 +70,33 @@ WHERE v.package_name = ANY($1::text[]) AND v.package_kind = 'source'
 """
 SHARED = Path(os.environ.get("CLAIR_TEST_DATA", ROOT.parent / "shared" / "data"))
 MINBASE = SHARED / "layers" / "debian-12-bookworm-minbase-debootstrap"
-IMAGES = {  # name: (dpkg status, os-release)
-    "minbase": (MINBASE / "var/lib/dpkg/status", MINBASE / "usr/lib/os-release"),
-    "machine": (INSTALLED_STATUS, Path("/etc/os-release")),
-}
+MID_PACKAGES = 221
+Image = tuple[Path, Path]  # dpkg status, os-release
 
 
-def image_files(image: str, share: float = 1.0, seed: int = 0) -> dict[str, bytes]:
+def images(work: Path) -> dict[str, Image]:
+    """The benched images by name; "mid" is written into `work`."""
+    machine = (INSTALLED_STATUS, Path("/etc/os-release"))
+    mid = work / "mid-status"
+    mid.write_text(_stanzas(INSTALLED_STATUS, MID_PACKAGES, seed=221))
+    return {
+        "minbase": (MINBASE / "var/lib/dpkg/status", MINBASE / "usr/lib/os-release"),
+        "mid": (mid, machine[1]),
+        "machine": machine,
+    }
+
+
+def _stanzas(status: Path, count: int | None = None, seed: int = 0) -> str:
+    """The installed packages' stanzas of a dpkg status (a seeded sample of `count`)."""
+    stanzas = [s for s in status.read_text().split("\n\n") if "Status: install ok installed" in s]
+    if count is not None:
+        stanzas = random.Random(seed).sample(stanzas, count)
+    return "\n\n".join(stanzas) + "\n"
+
+
+def image_files(image: Image, share: float = 1.0, seed: int = 0) -> dict[str, bytes]:
     """An image's dpkg status (a random `share` of its packages) and os-release."""
-    status, os_release = IMAGES[image]
+    status, os_release = image
     stanzas = [s for s in status.read_text().split("\n\n") if s.strip()]
     if share < 1.0:
         stanzas = random.Random(seed).sample(stanzas, int(len(stanzas) * share))
@@ -185,7 +205,8 @@ def main() -> int:
     registry = LocalRegistry(base_url, work / "registry" / "storage")
     try:
         sources = installed_sources(INSTALLED_STATUS)
-        for name, version in installed_sources(IMAGES["minbase"][0]).items():
+        benched = images(work)
+        for name, version in installed_sources(benched["minbase"][0]).items():
             sources.setdefault(name, version)
         rows = write_debian_feed(work / "feed", args.records, sources)
         dsn = fresh_database(pg, "match")
@@ -211,11 +232,11 @@ def main() -> int:
         ):
             wait_ready(uncached)
             wait_ready(cached)
-            for image in IMAGES:
+            for image, files in benched.items():
                 print(f"== image {image}")
-                manifest = registry.push_image_sync(image, [build_layer(image_files(image))])
+                manifest = registry.push_image_sync(image, [build_layer(image_files(files))])
                 others = [
-                    registry.push_image_sync(image, [build_layer(image_files(image, 0.7, k))])
+                    registry.push_image_sync(image, [build_layer(image_files(files, 0.7, k))])
                     for k in range(args.manifests)
                 ]
                 try:
@@ -231,7 +252,7 @@ def main() -> int:
                 except Exception:
                     print(uncached.log_text()[-2000:], cached.log_text()[-2000:], file=sys.stderr)
                     raise
-                names = sorted(installed_sources(IMAGES[image][0]))
+                names = sorted(installed_sources(files[0]))
                 bare = asyncio.run(baseline_latencies(dsn, names, args.requests))
                 _print(image, samples, bare)
     finally:
