@@ -9,7 +9,9 @@ own sections and the shared keys only, and nothing can be attached to them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,9 @@ def test_mypy_refuses_reading_another_services_section(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text, foreign = snippet()
-    path = tmp_path / "service_code.py"
+    # A module name of its own per run: mypy's (sqlite) cache replayed a module's errors under
+    # the path it was first checked at, so every later run of one fixed name failed.
+    path = tmp_path / f"service_code_{os.getpid()}_{time.monotonic_ns()}.py"
     path.write_text(text)
     monkeypatch.chdir(ROOT)  # the project's mypy settings (strict, mypy_path) and cache
     out, err, status = mypy_api.run(
