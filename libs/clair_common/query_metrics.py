@@ -127,7 +127,12 @@ class QueryMetrics:
     def timed(
         self, method: str, query: str = "query"
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
-        """Decorate a store coroutine doing one Clair query: it counts wherever it moves."""
+        """Decorate a store coroutine doing one Clair query: it counts wherever it moves.
+
+        Its series exist from the start, at zero: a query a cache spares (the index report a
+        combo matcher reads through the indexer's held copy) must not make its family vanish
+        from the scrape Clair's dashboards read."""
+        self._child(method, {"query": query, "success": "true"})
 
         def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
             @functools.wraps(function)
