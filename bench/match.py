@@ -78,7 +78,8 @@ def images(work: Path) -> dict[str, Image]:
     """The benched images by name; "mid" is written into `work`."""
     machine = (INSTALLED_STATUS, Path("/etc/os-release"))
     mid = work / "mid-status"
-    mid.write_text(_stanzas(INSTALLED_STATUS, MID_PACKAGES, seed=221))
+    installed = random.Random(221).sample(_stanzas(INSTALLED_STATUS), MID_PACKAGES)
+    mid.write_text("\n\n".join(installed) + "\n")
     return {
         "minbase": (MINBASE / "var/lib/dpkg/status", MINBASE / "usr/lib/os-release"),
         "mid": (mid, machine[1]),
@@ -86,18 +87,15 @@ def images(work: Path) -> dict[str, Image]:
     }
 
 
-def _stanzas(status: Path, count: int | None = None, seed: int = 0) -> str:
-    """The installed packages' stanzas of a dpkg status (a seeded sample of `count`)."""
-    stanzas = [s for s in status.read_text().split("\n\n") if "Status: install ok installed" in s]
-    if count is not None:
-        stanzas = random.Random(seed).sample(stanzas, count)
-    return "\n\n".join(stanzas) + "\n"
+def _stanzas(status: Path) -> list[str]:
+    """The installed packages' stanzas of a dpkg status."""
+    return [s for s in status.read_text().split("\n\n") if "Status: install ok installed" in s]
 
 
 def image_files(image: Image, share: float = 1.0, seed: int = 0) -> dict[str, bytes]:
     """An image's dpkg status (a random `share` of its packages) and os-release."""
     status, os_release = image
-    stanzas = [s for s in status.read_text().split("\n\n") if s.strip()]
+    stanzas = _stanzas(status)
     if share < 1.0:
         stanzas = random.Random(seed).sample(stanzas, int(len(stanzas) * share))
     return {

@@ -69,6 +69,7 @@ def drip(
 async def test_streamed_scan_reads_the_blob_and_the_cache_keeps_it(
     serve: StartOrigin,  # noqa: F811
     make_fetcher: Callable[..., LayerFetcher],
+    tmp_path: Path,
 ) -> None:
     blob = blob_of(3 * MiB)
     digest = sha256_digest(blob)
@@ -82,7 +83,7 @@ async def test_streamed_scan_reads_the_blob_and_the_cache_keeps_it(
     assert metric("downloaded") == before + 1
     assert await cached(fetcher, digest)
     assert len(origin.requests) == 1
-    cache_file = next(p for p in (fetcher._root / "sha256").iterdir())
+    cache_file = next(p for p in (tmp_path / "cache" / "sha256").iterdir())
     assert sha256_digest(cache_file.read_bytes()) == digest
 
 
@@ -119,13 +120,11 @@ async def test_streamed_scan_fails_when_the_digest_does_not_match(
     origin = await serve(serve_bytes(blob_of(2 * MiB, seed=3)))
     fetcher = make_fetcher(retries=0)
     layer = Layer(hash=sha256_digest(blob), uri=origin.url("/l"))
-    consumed: list[str] = []
 
     def consume(stream: BinaryIO) -> str:
         # Every byte arrives before the digest is known; a scan may also stop early (the tar
         # ended): its result must not stand before the download is verified either way.
-        consumed.append(read_all(stream) if reads == "all" else stream.read(10).hex())
-        return consumed[-1]
+        return read_all(stream) if reads == "all" else stream.read(10).hex()
 
     with pytest.raises(FetchError, match="digest mismatch"):
         await fetcher.fetch_through(layer, consume)

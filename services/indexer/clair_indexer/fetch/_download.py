@@ -27,8 +27,6 @@ from clair_indexer.fetch._retry import retry_after
 from clair_indexer.fetch._sink import Backlog, DirectWrite, Sink, WriteBehind
 
 _CHUNK = 1 << 20
-# How far the socket is read ahead of the hashing (aiohttp's default, 64 KiB, stalls it).
-_READ_BUFFER = 4 << 20
 _MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Credentials the manifest gave for the registry; a redirect to storage elsewhere must not see them.
